@@ -1,0 +1,1 @@
+"""Thin clients for the three servers; no business rules here."""

@@ -1,0 +1,52 @@
+"""PostgreSQL: the schema, and connections. The orders table is the read model of the sale."""
+import psycopg
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sales (
+    sale_id        serial PRIMARY KEY,
+    product_id     text NOT NULL,
+    product_name   text NOT NULL,
+    initial_stock  integer NOT NULL,
+    per_user_limit integer NOT NULL,
+    started_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id   text PRIMARY KEY,
+    sale_id    integer NOT NULL,
+    user_id    text NOT NULL,
+    product_id text NOT NULL,
+    quantity   integer NOT NULL,
+    status     text NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'CANCELLED')),
+    reason     text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS orders_by_sale ON orders (sale_id, status);
+-- The synchronous shop keeps its own stock row and orders, on the same server.
+CREATE TABLE IF NOT EXISTS shop_stock (
+    product_id      text PRIMARY KEY,
+    sale_id         integer NOT NULL,
+    initial_stock   integer NOT NULL,
+    available_stock integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shop_orders (
+    order_id   text PRIMARY KEY,
+    sale_id    integer NOT NULL,
+    user_id    text NOT NULL,
+    product_id text NOT NULL,
+    quantity   integer NOT NULL,
+    checkout   text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True, connect_timeout=5, **kwargs)
+
+
+def ensure_schema(url: str) -> None:
+    with connect(url) as conn:
+        conn.execute("SELECT pg_advisory_lock(42)")  # two starters at once must not race on DDL
+        conn.execute(SCHEMA)
+        conn.execute("SELECT pg_advisory_unlock(42)")

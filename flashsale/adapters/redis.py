@@ -1,0 +1,6 @@
+"""Redis: the stock counter and the current sale live here (the hot path)."""
+import redis
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)

@@ -1,0 +1,134 @@
+"""The `flashsale` command: a thin shell over `stack.control.Stack` and the demo."""
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flashsale.settings import Settings
+from flashsale.stack.control import INFRA, SERVICES, Stack
+from flashsale.stack.processes import StackError
+
+app = typer.Typer(help="A flash sale lab: oversell it, then fix it with events.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console()
+
+
+def stack(**overrides) -> Stack:
+    return Stack(Settings(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+def fail(error: Exception) -> None:
+    console.print(f"[red]error:[/red] {error}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def up(infra: Optional[str] = typer.Option(None, help="embedded | docker | external"),
+       durable: bool = typer.Option(False, help="Embedded broker on S3 storage (SeaweedFS): survives a crash."),
+       public: bool = typer.Option(False, help="Live mode: listen on all interfaces for an audience."),
+       stock: Optional[int] = typer.Option(None, help="Start a new sale with this stock.")):
+    """Start the infrastructure and every service; wait until all are healthy."""
+    try:
+        status_ = stack(infra=infra, durable=durable or None, public=public or None).up(stock=stock)
+    except StackError as error:
+        fail(error)
+    print_status(status_)
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")):
+    """One row per component: pid, address, healthy; and the sale's counts."""
+    status_ = stack().status()
+    if as_json:
+        print(json.dumps(status_, default=str))
+    else:
+        print_status(status_)
+
+
+def print_status(status_: dict) -> None:
+    table = Table("component", "pid", "address", "healthy")
+    for group in ("infra", "services"):
+        for name, info in status_[group].items():
+            table.add_row(name, str(info["pid"] or "-"), info["url"], "[green]yes[/]" if info["healthy"] else "[red]no[/]")
+    console.print(table)
+    if status_.get("sale"):
+        console.print("sale: " + ", ".join(f"{k} {v}" for k, v in status_["sale"].items()), highlight=False)
+
+
+@app.command()
+def down():
+    """Stop everything the stack started."""
+    stack().down()
+    console.print("stopped")
+
+
+@app.command()
+def kill(service: str, signal_: str = typer.Option("KILL", "--signal", help="KILL or TERM")):
+    """Kill one service or server, as a crash would (fault injection)."""
+    try:
+        pids = stack().kill(service, getattr(signal, f"SIG{signal_.upper()}"))
+    except StackError as error:
+        fail(error)
+    console.print(f"sent SIG{signal_.upper()} to {service}: {pids or 'it was not running'}")
+
+
+@app.command()
+def restart(service: str):
+    """Restart one service or server and wait until it is healthy."""
+    if service not in (*SERVICES, *INFRA):
+        fail(StackError(f"Unknown component {service!r}: one of {', '.join((*SERVICES, *INFRA))}."))
+    try:
+        stack().restart(service)
+    except StackError as error:
+        fail(error)
+    console.print(f"{service} is healthy")
+
+
+@app.command()
+def reset(stock: Optional[int] = typer.Option(None), per_user_limit: Optional[int] = typer.Option(None)):
+    """Start a new sale: fresh stock, old orders out of every count."""
+    try:
+        sale = stack().reset(stock, per_user_limit)
+    except Exception as error:
+        fail(StackError(f"cannot reach the stack ({error}); run `flashsale up` first"))
+    console.print(f"sale {sale.saleId}: {sale.initialStock} x {sale.name}, at most {sale.perUserLimit} per buyer")
+
+
+@app.command()
+def logs(service: str = typer.Argument("gateway"), lines: int = typer.Option(40, "-n")):
+    """Show the end of a service's log."""
+    path = stack().log_path(service)
+    if not path.exists():
+        fail(StackError(f"no log for {service!r} at {path}"))
+    console.print("\n".join(path.read_text(errors="replace").splitlines()[-lines:]), highlight=False, markup=False)
+
+
+@app.command()
+def demo(buyers: int = typer.Option(1000), stock: int = typer.Option(100),
+         report: Path = typer.Option(Path("flashsale-report.html"), help="Where to write the HTML report.")):
+    """The three-way race: naive shop, locked shop, event-driven; one table and an HTML report."""
+    from flashsale.demo import run_demo
+
+    try:
+        ok = run_demo(stack(), buyers=buyers, stock=stock, report=report, console=console)
+    except StackError as error:
+        fail(error)
+    raise typer.Exit(0 if ok else 2)
+
+
+@app.command()
+def lab(port: int = typer.Option(8888)):
+    """Open JupyterLab on the notebooks."""
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    subprocess.run([sys.executable, "-m", "jupyter", "lab", f"--port={port}",
+                    f"--notebook-dir={notebooks if notebooks.exists() else Path.cwd()}"])
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,87 @@
+"""The event vocabulary: every fact the services tell each other, in one place.
+
+Events are past-tense records, JSON on the wire, keyed by orderId so that all
+events of one order land on one partition, in order.
+"""
+from datetime import datetime, timezone
+from typing import ClassVar, Optional
+from uuid import uuid4
+
+from pydantic import BaseModel, Field
+
+# Topics. A message a consumer cannot decode goes to "<topic>.dlq".
+ORDER_EVENTS = "order.events"
+INVENTORY_EVENTS = "inventory.events"
+NOTIFICATION_EVENTS = "notification.events"
+TOPICS = (ORDER_EVENTS, INVENTORY_EVENTS, NOTIFICATION_EVENTS)
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+# Event types, in the order an order meets them.
+ORDER_CREATED = "order.created"  # gateway: a buyer asked
+ORDER_SAVED = "order.saved"  # orders: the row is PENDING
+STOCK_RESERVED = "inventory.reserved"  # inventory: a unit is theirs
+STOCK_INSUFFICIENT = "inventory.insufficient"  # inventory: sold out or over the limit
+ORDER_CONFIRMED = "order.confirmed"  # orders: the row is CONFIRMED
+ORDER_CANCELLED = "order.cancelled"  # orders: the row is CANCELLED
+
+# What the notification service tells every browser (the WebSocket message types).
+ORDER_UPDATE = "order_update"
+STOCK_UPDATE = "stock_update"
+
+
+def topic_of(event_type: str) -> str:
+    return INVENTORY_EVENTS if event_type.startswith("inventory.") else ORDER_EVENTS
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Event(BaseModel):
+    """One fact about one order. `saleId` keeps a new sale apart from late events of an old one."""
+
+    eventId: str = Field(default_factory=lambda: str(uuid4()))
+    type: str
+    occurredAt: str = Field(default_factory=now_iso)
+    orderId: str
+    userId: str
+    productId: str
+    quantity: int
+    saleId: int
+    reason: Optional[str] = None  # on inventory.insufficient and order.cancelled
+    availableStock: Optional[int] = None  # on inventory.* : stock left after the decision
+
+    @property
+    def topic(self) -> str:
+        return topic_of(self.type)
+
+    @property
+    def key(self) -> str:
+        return self.orderId
+
+    def next(self, type: str, **extra) -> "Event":
+        """The event that follows this one for the same order (a new eventId and time)."""
+        fields = self.model_dump(include={"orderId", "userId", "productId", "quantity", "saleId"})
+        return Event(type=type, **fields, **extra)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class Notification(BaseModel):
+    """A message for the browsers, exactly as the WebSocket sends it."""
+
+    type: str  # ORDER_UPDATE or STOCK_UPDATE
+    data: dict
+    topic: ClassVar[str] = NOTIFICATION_EVENTS
+
+    @property
+    def key(self) -> str:
+        return self.data.get("orderId") or self.data.get("productId", "")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()

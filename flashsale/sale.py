@@ -1,0 +1,72 @@
+"""The sale: start one, find the current one, count it.
+
+A sale lives in PostgreSQL (the record) and in Redis (the hot counters the
+gateway and inventory use). Each new sale gets a new id and fresh Redis keys,
+so events of an old sale that arrive late cannot touch the new one.
+"""
+import json
+from dataclasses import asdict, dataclass
+
+from flashsale.rules.reservation import SaleKeys
+
+CURRENT = "sale:current"
+
+
+@dataclass(frozen=True)
+class Sale:
+    saleId: int
+    productId: str
+    name: str
+    initialStock: int
+    perUserLimit: int
+
+    @property
+    def keys(self) -> SaleKeys:
+        return SaleKeys(self.saleId)
+
+    @classmethod
+    def from_json(cls, raw) -> "Sale":
+        return cls(**json.loads(raw))
+
+
+def start_sale(pg, redis, product_id: str, name: str, stock: int, per_user_limit: int) -> Sale:
+    """A new sale for both systems: the event-driven one (Redis) and the sync shop (its stock row)."""
+    with pg.transaction():
+        sale_id = pg.execute("INSERT INTO sales (product_id, product_name, initial_stock, per_user_limit) "
+                             "VALUES (%s, %s, %s, %s) RETURNING sale_id",
+                             (product_id, name, stock, per_user_limit)).fetchone()[0]
+        pg.execute("INSERT INTO shop_stock VALUES (%s, %s, %s, %s) ON CONFLICT (product_id) DO UPDATE "
+                   "SET sale_id = excluded.sale_id, initial_stock = excluded.initial_stock, "
+                   "available_stock = excluded.available_stock", (product_id, sale_id, stock, stock))
+    sale = Sale(sale_id, product_id, name, stock, per_user_limit)
+    redis.set(sale.keys.stock, stock)
+    redis.set(f"sale:{sale_id}", json.dumps(asdict(sale)))  # inventory looks a sale up by the id its events carry
+    redis.set(CURRENT, json.dumps(asdict(sale)))  # last: the gateway switches to the new sale here
+    return sale
+
+
+def current_sale(redis) -> Sale | None:
+    raw = redis.get(CURRENT)
+    return Sale.from_json(raw) if raw else None
+
+
+def sale_by_id(redis, sale_id: int) -> Sale | None:
+    raw = redis.get(f"sale:{sale_id}")
+    return Sale.from_json(raw) if raw else None
+
+
+def available_stock(redis, sale: Sale) -> int:
+    return int(redis.get(sale.keys.stock) or 0)
+
+
+def sale_counts(pg, redis, sale: Sale) -> dict:
+    """What `flashsale status` and the tests report: stock and orders of the current sale."""
+    rows = pg.execute("SELECT status, count(*), coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s "
+                      "GROUP BY status", (sale.saleId,)).fetchall()
+    by_status = {status: (count, units) for status, count, units in rows}
+    return {"saleId": sale.saleId, "productId": sale.productId, "initialStock": sale.initialStock,
+            "availableStock": available_stock(redis, sale),
+            "confirmed": by_status.get("CONFIRMED", (0, 0))[0],
+            "confirmedUnits": by_status.get("CONFIRMED", (0, 0))[1],
+            "cancelled": by_status.get("CANCELLED", (0, 0))[0],
+            "pending": by_status.get("PENDING", (0, 0))[0]}

@@ -1,0 +1,58 @@
+"""Every gateway reads all of notification.events and hands each message to its WebSocket clients.
+
+No consumer group work here: each gateway assigns itself every partition from
+the end (it only cares about what happens from now on) and commits nothing.
+"""
+import asyncio
+import json
+import threading
+import uuid
+
+from confluent_kafka import OFFSET_END, TopicPartition
+
+from flashsale.adapters import kafka
+from flashsale.events import NOTIFICATION_EVENTS, ORDER_UPDATE
+
+QUEUE_LIMIT = 1000  # a client this far behind misses messages rather than slowing everyone
+
+
+class Fanout:
+    def __init__(self, bootstrap: str, partitions: int):
+        self.bootstrap, self.partitions = bootstrap, partitions
+        self.subscribers: dict[asyncio.Queue, str | None] = {}
+        self._running = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop, self._running = loop, True
+        self._thread = threading.Thread(target=self._consume, daemon=True, name="fanout")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._running = False
+
+    def subscribe(self, user_id: str | None) -> asyncio.Queue:
+        queue = asyncio.Queue(QUEUE_LIMIT)
+        self.subscribers[queue] = user_id
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self.subscribers.pop(queue, None)
+
+    def _consume(self) -> None:
+        consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}")
+        consumer.assign([TopicPartition(NOTIFICATION_EVENTS, p, OFFSET_END) for p in range(self.partitions)])
+        try:
+            while self._running:
+                for message in consumer.consume(500, timeout=0.2):
+                    if not message.error():
+                        self.loop.call_soon_threadsafe(self._deliver, message.value().decode())
+        finally:
+            consumer.close()
+
+    def _deliver(self, text: str) -> None:
+        message = json.loads(text)
+        owner = message["data"].get("userId") if message.get("type") == ORDER_UPDATE else None
+        for queue, user_id in list(self.subscribers.items()):
+            if owner is None or user_id is None or user_id == owner:
+                if not queue.full():
+                    queue.put_nowait(text)

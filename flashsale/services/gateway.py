@@ -1,0 +1,180 @@
+"""The gateway: HTTP in, `order.created` out, WebSocket updates back.
+
+POST /api/orders answers 202 only once the broker has acknowledged the event
+(the seed's fire-and-forget lost orders whenever Kafka was down), 503 when it
+cannot. It decides nothing about stock: inventory does, from the event.
+"""
+import asyncio
+import hmac
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+import psycopg_pool
+import redis.asyncio as aioredis
+from fastapi import Body, FastAPI, Header, Request, WebSocket, WebSocketDisconnect
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, ORJSONResponse
+from pydantic import BaseModel, Field, StringConstraints
+
+from flashsale import events as ev
+from flashsale.adapters import kafka, postgres, redis as redis_adapter
+from flashsale.sale import CURRENT, Sale, start_sale
+from flashsale.services.fanout import Fanout
+from flashsale.services.http import ApiError, BodyLimit, OrderRequest, RateLimiter, install_error_handlers
+from flashsale.settings import Settings
+
+settings = Settings()
+BUYER_PAGE = (Path(__file__).parent / "static" / "buyer.html").read_text()
+
+
+class ResetRequest(BaseModel):
+    stock: int = Field(settings.initial_stock, ge=0, le=1_000_000)
+    perUserLimit: int = Field(settings.per_user_limit, ge=1, le=1000)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    app.state.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=3)
+    app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
+    await app.state.db.open(wait=False)
+    app.state.publisher = kafka.AsyncPublisher(kafka.reliable_producer(settings.kafka_bootstrap_servers))
+    app.state.fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions)
+    app.state.fanout.start(asyncio.get_running_loop())
+    yield
+    app.state.fanout.stop()
+    app.state.publisher.close()
+    await app.state.db.close()
+    await app.state.redis.aclose()
+
+
+app = FastAPI(title="flashsale gateway", lifespan=lifespan, default_response_class=ORJSONResponse)
+install_error_handlers(app)
+app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+if settings.cors_origins:
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+
+
+async def current_sale(request: Request) -> Sale:
+    raw = await request.app.state.redis.get(CURRENT)
+    if raw is None:
+        raise ApiError(503, "NO_SALE", "No sale is running; run `flashsale reset`.", {"Retry-After": "1"})
+    return Sale.from_json(raw)
+
+
+@app.post("/api/orders", status_code=202)
+async def place_order(order: OrderRequest, request: Request,
+                      idempotency_key: Annotated[str | None, Header(max_length=128)] = None):
+    if not limiter.allow(request.client.host if request.client else "?"):
+        raise ApiError(429, "RATE_LIMITED", "Too many requests; slow down.", {"Retry-After": "1"})
+    sale = await current_sale(request)
+    if order.productId != sale.productId:
+        raise ApiError(404, "UNKNOWN_PRODUCT", f"No product {order.productId!r} in this sale.")
+    if order.quantity > sale.perUserLimit:
+        raise ApiError(422, "OVER_PER_USER_LIMIT", f"At most {sale.perUserLimit} per buyer.")
+    if int(await request.app.state.redis.get(sale.keys.stock) or 0) <= 0:
+        raise ApiError(409, "SOLD_OUT", "Sold out.")  # the fast path: no event for a sale that is over
+    # The same key from the same user names the same order, so a retry can never make a second one.
+    order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sale.saleId}/{order.userId}/{idempotency_key}")
+                   if idempotency_key else uuid.uuid4())
+    created = ev.Event(type=ev.ORDER_CREATED, orderId=order_id, saleId=sale.saleId, **order.model_dump())
+    try:
+        await request.app.state.publisher.send(created.topic, order_id, created.to_json(), timeout=5)
+    except (kafka.KafkaException, BufferError, asyncio.TimeoutError):
+        raise ApiError(503, "BROKER_UNAVAILABLE", "Cannot take orders right now; retry.", {"Retry-After": "2"})
+    return {"orderId": order_id, "status": "PENDING", "estimatedProcessingTime": 100,
+            "message": "Order received. Watch /ws or GET /api/orders/{orderId} for the outcome."}
+
+
+@app.get("/api/orders/{order_id}")
+async def get_order(order_id: Annotated[str, StringConstraints(max_length=64)], request: Request):
+    async with request.app.state.db.connection() as conn:
+        row = await (await conn.execute(
+            "SELECT order_id, user_id, product_id, quantity, status, reason, created_at, updated_at "
+            "FROM orders WHERE order_id = %s", (order_id,))).fetchone()
+    if row is None:
+        raise ApiError(404, "ORDER_NOT_FOUND", "No such order (yet): the order service records it shortly.")
+    keys = ("orderId", "userId", "productId", "quantity", "status", "reason", "createdAt", "updatedAt")
+    return dict(zip(keys, row))
+
+
+@app.get("/api/products/{product_id}")
+async def get_product(product_id: str, request: Request):
+    sale = await current_sale(request)
+    if product_id != sale.productId:
+        raise ApiError(404, "UNKNOWN_PRODUCT", f"No product {product_id!r} in this sale.")
+    stock = int(await request.app.state.redis.get(sale.keys.stock) or 0)
+    return {"productId": sale.productId, "name": sale.name, "initialStock": sale.initialStock,
+            "availableStock": max(stock, 0)}
+
+
+@app.post("/api/admin/reset")
+def reset(authorization: Annotated[str, Header()] = "", body: Annotated[ResetRequest | None, Body()] = None):
+    if not hmac.compare_digest(authorization.encode(), f"Bearer {settings.admin_token}".encode()):
+        raise ApiError(401, "UNAUTHORIZED", "An admin token is required.")
+    body = body or ResetRequest()
+    with postgres.connect(settings.database_url) as pg:
+        sale = start_sale(pg, redis_adapter.connect(settings.redis_url), settings.product_id,
+                          settings.product_name, body.stock, body.perUserLimit)
+    return {"saleId": sale.saleId, "productId": sale.productId, "initialStock": sale.initialStock}
+
+
+@app.get("/healthz")
+async def healthz(request: Request):
+    checks = {"redis": request.app.state.redis.ping(), "postgres": _pg_ok(request), "kafka": _kafka_ok(request)}
+    results = dict(zip(checks, await asyncio.gather(*checks.values(), return_exceptions=True)))
+    healthy = {name: result is True for name, result in results.items()}
+    return ORJSONResponse({"healthy": all(healthy.values()), **healthy}, 200 if all(healthy.values()) else 503)
+
+
+async def _pg_ok(request: Request) -> bool:
+    async with request.app.state.db.connection(timeout=2) as conn:
+        await conn.execute("SELECT 1")
+    return True
+
+
+async def _kafka_ok(request: Request) -> bool:
+    producer = request.app.state.publisher.producer
+    await asyncio.to_thread(producer.list_topics, ev.ORDER_EVENTS, 2)
+    return True
+
+
+@app.get("/", response_class=HTMLResponse)
+async def buyer_page():
+    return BUYER_PAGE
+
+
+@app.websocket("/ws")
+async def websocket(socket: WebSocket, userId: str | None = None):
+    """Stock updates for everyone; order updates only for `userId` when given (all of them otherwise)."""
+    await socket.accept()
+    fanout: Fanout = socket.app.state.fanout
+    queue = fanout.subscribe(userId)
+    try:
+        sender = asyncio.create_task(_pump(queue, socket))
+        while True:
+            await socket.receive_text()  # we expect nothing; this notices the close
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sender.cancel()
+        fanout.unsubscribe(queue)
+
+
+async def _pump(queue: asyncio.Queue, socket: WebSocket) -> None:
+    while True:
+        await socket.send_text(await queue.get())
+
+
+def main() -> None:
+    import uvicorn
+
+    host = "0.0.0.0" if settings.public else settings.host
+    uvicorn.run(app, host=host, port=settings.gateway_port, loop="uvloop", http="httptools",
+                log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""What both HTTP services share: the order body, the contract's error body, a body limit, a rate limit."""
+import time
+from typing import Annotated
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException
+
+
+class OrderRequest(BaseModel):
+    """The body of the contract's POST, for the gateway and the sync shop alike."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    userId: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    productId: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    quantity: int = Field(ge=1)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_body(code: str, message: str, **extra) -> dict:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error, ours or the framework's, answers {"error": {"code", "message"}}."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return ORJSONResponse(error_body(error.code, error.message), error.status, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError):
+        details = [{"loc": [str(part) for part in e["loc"]], "msg": e["msg"], "type": e["type"]}
+                   for e in error.errors()]
+        return ORJSONResponse(error_body("VALIDATION_ERROR", "The request is malformed.", details=details), 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
+        return ORJSONResponse(error_body(code, str(error.detail)), error.status_code, headers=error.headers)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over `limit` bytes with 413, counted as they arrive (chunked too)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            return await too_large(send) if declared.isdigit() else await bad_length(send)
+        seen = 0
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodyTooLarge:
+            await too_large(send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def too_large(send) -> None:
+    await _send_error(send, 413, "BODY_TOO_LARGE", "The body is over the size limit.")
+
+
+async def bad_length(send) -> None:
+    await _send_error(send, 400, "BAD_REQUEST", "Content-Length is not a number.")
+
+
+async def _send_error(send, status: int, code: str, message: str) -> None:
+    body = ORJSONResponse(error_body(code, message)).body
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RateLimiter:
+    """A token bucket per client: `rate` requests a second, bursts up to `burst`. rate 0 = off."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill)
+
+    def allow(self, client: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        tokens, last = self.buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if len(self.buckets) > 100_000:
+            self.buckets.clear()  # bounded memory under a flood of spoofed clients
+        self.buckets[client] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+        return tokens >= 1

