@@ -24,7 +24,7 @@ def stack(**overrides) -> Stack:
 
 
 def fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}", highlight=False)
+    typer.echo(f"error: {error}", err=True)
     raise typer.Exit(1)
 
 
@@ -45,6 +45,8 @@ def up(infra: Optional[str] = typer.Option(None, help="embedded | docker | exter
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")):
     """One row per component: pid, address, healthy; and the sale's counts."""
     status_ = stack().status()
+    if not any(info["healthy"] for group in ("infra", "services") for info in status_[group].values()):
+        typer.echo("the stack is not up: run `flashsale up`", err=True)
     if as_json:
         print(json.dumps(status_, default=str))
     else:

@@ -68,6 +68,10 @@ class Stack:
     def up(self, stock: int | None = None, timeout: float = 60) -> dict:
         """Start whatever is not running, wait until all is healthy. Idempotent."""
         with self.locked():
+            state = self.load()
+            for service in HTTP_SERVICES:  # refuse early, before starting anything, if a fixed port is taken
+                if not alive(state["processes"].get(service, {}).get("pid")):
+                    require_free(getattr(self.settings, f"{service}_port"), service)
             self._infra_up(timeout)
             settings = self.wired()
             kafka.ensure_topics(settings.kafka_bootstrap_servers, settings.partitions)
