@@ -1,0 +1,40 @@
+"""The event vocabulary: JSON form, topics, and the chain from one event to the next."""
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from flashsale import events as ev
+
+
+def created() -> ev.Event:
+    return ev.Event(type=ev.ORDER_CREATED, orderId="o-1", userId="alice", productId="P", quantity=1, saleId=3)
+
+
+def test_json_form_has_the_contract_fields():
+    message = json.loads(created().to_json())
+    assert {"eventId", "type", "occurredAt", "orderId", "userId", "productId", "quantity"} <= set(message)
+    assert message["occurredAt"].endswith("Z")
+    assert "reason" not in message  # absent fields are left out, not null
+
+
+def test_topics_follow_the_type():
+    assert created().topic == ev.ORDER_EVENTS
+    assert created().next(ev.STOCK_RESERVED).topic == ev.INVENTORY_EVENTS
+    assert ev.dead_letter_topic(ev.ORDER_EVENTS) == "order.events.dlq"
+
+
+def test_next_keeps_the_order_and_makes_a_new_event():
+    first = created()
+    second = first.next(ev.STOCK_INSUFFICIENT, reason="SOLD_OUT", availableStock=0)
+    assert (second.orderId, second.userId, second.saleId, second.quantity) == ("o-1", "alice", 3, 1)
+    assert second.eventId != first.eventId and second.reason == "SOLD_OUT"
+    assert second.key == "o-1"
+
+
+def test_round_trip_and_poison():
+    assert ev.Event.model_validate_json(created().to_json()) .orderId == "o-1"
+    with pytest.raises(ValidationError):
+        ev.Event.model_validate_json(b'{"type": "order.created"}')
+    with pytest.raises(ValidationError):
+        ev.Event.model_validate_json(b"\xff\xfe not json")
