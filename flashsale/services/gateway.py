@@ -22,7 +22,7 @@ from flashsale import events as ev
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
 from flashsale.sale import CURRENT, Sale, start_sale
 from flashsale.services.fanout import Fanout
-from flashsale.services.http import ApiError, BodyLimit, OrderRequest, RateLimiter, install_error_handlers
+from flashsale.services.http import ApiError, BodyLimit, OrderRequest, RateLimiter, install_error_handlers, serve
 from flashsale.settings import Settings
 
 settings = Settings()
@@ -171,11 +171,7 @@ async def _pump(queue: asyncio.Queue, socket: WebSocket) -> None:
 
 
 def main() -> None:
-    import uvicorn
-
-    host = "0.0.0.0" if settings.public else settings.host
-    uvicorn.run(app, host=host, port=settings.gateway_port, loop="uvloop", http="httptools",
-                log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30)
+    serve(app, settings, settings.gateway_port)
 
 
 if __name__ == "__main__":

@@ -120,3 +120,11 @@ class RateLimiter:
             self.buckets.clear()  # bounded memory under a flood of spoofed clients
         self.buckets[client] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
         return tokens >= 1
+
+
+def serve(app, settings, port: int) -> None:
+    """One server configuration for every HTTP process, so benchmarks compare like with like."""
+    import uvicorn
+
+    uvicorn.run(app, host="0.0.0.0" if settings.public else settings.host, port=port, loop="uvloop",
+                http="httptools", log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30)

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from flashsale.services.http import OrderRequest
-from flashsale.services.http import ApiError, install_error_handlers
+from flashsale.services.http import ApiError, install_error_handlers, serve
 from flashsale.settings import Settings
 
 settings = Settings()
@@ -93,10 +93,7 @@ async def healthz(request: Request):
 
 
 def main() -> None:
-    import uvicorn
-
-    uvicorn.run(app, host="0.0.0.0" if settings.public else settings.host, port=settings.shop_port,
-                loop="uvloop", http="httptools", log_level="warning", access_log=False, backlog=4096)
+    serve(app, settings, settings.shop_port)
 
 
 if __name__ == "__main__":
