@@ -125,6 +125,30 @@ def demo(buyers: int = typer.Option(1000), stock: int = typer.Option(100),
 
 
 @app.command()
+def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", help="Where to write the figures."),
+          connections: int = typer.Option(1000, help="Concurrent buyers (connections) per system."),
+          seconds: int = typer.Option(5, help="Seconds of load per system.")):
+    """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency; settle rate."""
+    from flashsale.bench import run_bench
+
+    try:
+        result = run_bench(Settings(), connections, seconds)
+    except StackError as error:
+        fail(error)
+    table = Table("system", "accepted/s", "p50 ms", "p99 ms", "errors", title="flashsale bench")
+    for system, rate in result["accept_per_s"].items():
+        table.add_row(system, f"{rate:,.0f}", f"{result['p50_accept_ms'][system]:,.1f}",
+                      f"{result['p99_accept_ms_by_system'][system]:,.1f}", str(result["errors"][system]))
+    console.print(table)
+    console.print(f"event-driven vs locked: {result['ratio_event_vs_locked']}x; vs ceiling: "
+                  f"{result['ratio_event_vs_ceiling']}; end-to-end at {result['e2e_rate_per_s']}/s: "
+                  f"p50 {result['p50_e2e_ms']} ms, p99 {result['p99_e2e_ms']} ms; settles {result['settle_per_s']}/s; "
+                  f"oversold {result['oversold']}, lost {result['lost']}", highlight=False)
+    as_json.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+@app.command()
 def lab(port: int = typer.Option(8888)):
     """Open JupyterLab on the notebooks."""
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"

@@ -1,0 +1,106 @@
+"""`flashsale bench`: every system measured side by side, in one run, on one machine.
+
+It starts a stack of its own (payment delay 0, so the shops are as fast as
+they can be) and measures, with 1,000 concurrent connections each:
+the bare HTTP ceiling, the event-driven accept rate, the locked shop, the
+naive shop; then end-to-end latency at half the event-driven maximum, the
+settle rate at saturation, and a 1,000-buyer race for oversold and lost.
+"""
+import asyncio
+import statistics
+import sys
+import time
+
+from tqdm.auto import tqdm
+
+from flashsale.bench.e2e import measure
+from flashsale.bench.wrk import wrk
+from flashsale.lab.checks import invariants, settle
+from flashsale.lab.load import run_buyers
+from flashsale.settings import Settings
+from flashsale.stack.control import Stack
+from flashsale.stack.processes import alive, free_port, spawn, stop, wait_until
+
+UNLIMITED = 10**9
+
+
+def run_bench(base: Settings, connections: int = 1000, seconds: int = 5) -> dict:
+    settings = base.model_copy(update={"home": base.home.resolve() / "bench", "gateway_port": free_port(),
+                                       "shop_port": free_port(), "payment_delay_ms": 0, "rate_limit_per_s": 0})
+    stack = Stack(settings)
+    steps = tqdm(total=7, desc="bench", unit="step", file=sys.stderr)
+    noop = None
+    try:
+        stack.up(stock=UNLIMITED)
+        noop, noop_url = start_noop(stack)
+        steps.update()
+        product, result = settings.product_id, {}
+        ceiling = wrk(noop_url, "/noop", product, connections, seconds)
+        steps.update()
+        stack.reset(UNLIMITED, UNLIMITED)
+        sale_started = time.monotonic()
+        events = wrk(settings.gateway_url, "/api/orders", product, connections, seconds)
+        settled_all = wait_settled(stack, events.requests - events.errors)
+        settle_rate = events.requests / (time.monotonic() - sale_started) if settled_all else 0.0
+        steps.update()
+        locked = wrk(settings.shop_url, "/locked/orders", product, connections, seconds)
+        steps.update()
+        naive = wrk(settings.shop_url, "/naive/orders", product, connections, seconds)
+        steps.update()
+        stack.reset(UNLIMITED, UNLIMITED)
+        e2e = asyncio.run(measure(settings.gateway_url, product, events.requests_per_s / 2, seconds))
+        steps.update()
+        sale = stack.reset(100, 1)
+        race = run_buyers("gateway", settings.gateway_url, 1000, product, progress=False)
+        accepted = [b.order_id for b in race.accepted]
+        settle(stack.wired(), accepted, timeout=120)
+        state = invariants(stack.wired(), sale.saleId, accepted)
+        steps.update()
+    finally:
+        steps.close()
+        if noop:
+            stop(noop)
+        stack.down()
+    accept = {"ceiling": ceiling.requests_per_s, "event_driven": events.requests_per_s,
+              "locked": locked.requests_per_s, "naive": naive.requests_per_s}
+    return {"accept_per_s": accept,
+            "p50_accept_ms": {"ceiling": ceiling.p50_ms, "event_driven": events.p50_ms, "locked": locked.p50_ms,
+                              "naive": naive.p50_ms},
+            "p99_accept_ms": events.p99_ms,
+            "p99_accept_ms_by_system": {"ceiling": ceiling.p99_ms, "event_driven": events.p99_ms,
+                                        "locked": locked.p99_ms, "naive": naive.p99_ms},
+            "errors": {"ceiling": ceiling.errors, "event_driven": events.errors, "locked": locked.errors,
+                       "naive": naive.errors},
+            "ratio_event_vs_locked": round(events.requests_per_s / locked.requests_per_s, 2),
+            "ratio_event_vs_ceiling": round(events.requests_per_s / ceiling.requests_per_s, 2),
+            "e2e_rate_per_s": round(events.requests_per_s / 2, 1),
+            "p50_e2e_ms": round(statistics.median(e2e), 1) if e2e else None,
+            "p99_e2e_ms": round(_p99(e2e), 1) if e2e else None,
+            "settle_per_s": round(settle_rate, 1),
+            "oversold": state.oversold, "lost": state.lost, "connections": connections, "seconds": seconds}
+
+
+def start_noop(stack: Stack) -> tuple[int, str]:
+    port = free_port()
+    env = stack._service_env(0, 1) | {"FLASHSALE_GATEWAY_PORT": str(port)}
+    log = stack.log_path("noop")
+    pid = spawn([sys.executable, "-m", "flashsale.bench.noop"], log, env)
+    import httpx
+
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 30, "noop server", log, pid)
+    return pid, f"http://127.0.0.1:{port}"
+
+
+def wait_settled(stack: Stack, accepted: int, timeout: float = 300) -> bool:
+    """Until every accepted order of the current sale is CONFIRMED or CANCELLED."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sale = stack.sale()
+        if sale["confirmed"] + sale["cancelled"] >= accepted:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]

@@ -1,0 +1,45 @@
+"""End-to-end latency: POST sent -> CONFIRMED/CANCELLED seen on the WebSocket, at a fixed (open-loop) rate.
+
+Open loop means buyers arrive on a schedule whether or not earlier ones were
+answered, as real buyers do; a closed loop would slow down with the system
+and hide its queueing.
+"""
+import asyncio
+import json
+import time
+
+import aiohttp
+
+
+async def measure(gateway_url: str, product_id: str, rate: float, seconds: float) -> list[float]:
+    """Latencies in ms of every order that reached a final state within 30 s of the last send."""
+    sent: dict[str, float] = {}
+    done: dict[str, float] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async with session.ws_connect(gateway_url.replace("http", "ws") + "/ws") as socket:
+            listener = asyncio.create_task(_listen(socket, done))
+
+            async def buy(i: int):
+                start = time.perf_counter()
+                async with session.post(f"{gateway_url}/api/orders", json={
+                        "userId": f"e2e-{i}-{int(start * 1e6)}", "productId": product_id, "quantity": 1}) as r:
+                    if r.status == 202:
+                        sent[(await r.json())["orderId"]] = start
+
+            t0, total, tasks = time.perf_counter(), int(rate * seconds), []
+            for i in range(total):
+                await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+                tasks.append(asyncio.create_task(buy(i)))
+            await asyncio.gather(*tasks)
+            deadline = time.perf_counter() + 30
+            while set(sent) - set(done) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+            listener.cancel()
+    return [(done[o] - sent[o]) * 1000 for o in sent if o in done]
+
+
+async def _listen(socket, done: dict[str, float]) -> None:
+    async for message in socket:
+        update = json.loads(message.data)
+        if update["type"] == "order_update" and update["data"]["status"] in ("CONFIRMED", "CANCELLED"):
+            done.setdefault(update["data"]["orderId"], time.perf_counter())

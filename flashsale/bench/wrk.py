@@ -1,0 +1,52 @@
+"""Closed-loop load with wrk (Debian's package): the reference for raw HTTP rates.
+
+Each request is a distinct buyer, so the event-driven system and the shops do
+the real work every time (no per-user limit or sold-out shortcut).
+"""
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from flashsale.stack.processes import StackError
+
+DISTINCT_BUYERS = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"userId":"wrk' .. counter .. '-' .. math.random(1e9) .. '","productId":"%s","quantity":1}'
+  return wrk.format("POST", "%s", {["Content-Type"]="application/json"}, body)
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int  # non-2xx answers and socket errors
+
+
+def wrk(base_url: str, path: str, product_id: str, connections: int, seconds: int) -> WrkResult:
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise StackError("`flashsale bench` needs wrk: apt-get install wrk (or brew install wrk)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(DISTINCT_BUYERS % (product_id, path))
+        script.flush()
+        out = subprocess.run([binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+                              base_url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + \
+        (sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0)
+    return WrkResult(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), _ms(out, "50%"), _ms(out, "99%"),
+                     int(re.search(r"(\d+) requests in", out).group(1)), errors)
+
+
+def _ms(out: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", out).groups()
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
