@@ -65,8 +65,8 @@ class Stack:
 
     # --- up -------------------------------------------------------------------------------
 
-    def up(self, stock: int | None = None, timeout: float = 60) -> dict:
-        """Start whatever is not running, wait until all is healthy. Idempotent."""
+    def up(self, stock: int | None = None, timeout: float = 60, services: tuple[str, ...] = SERVICES) -> dict:
+        """Start whatever is not running (the servers, then `services`), wait until all is healthy. Idempotent."""
         with self.locked():
             state = self.load()
             for service in HTTP_SERVICES:  # refuse early, before starting anything, if a fixed port is taken
@@ -78,9 +78,9 @@ class Stack:
             postgres.ensure_schema(settings.database_url)
             if stock is not None or current_sale(redis_adapter.connect(settings.redis_url)) is None:
                 self.reset(stock)
-            for service in SERVICES:
+            for service in services:
                 self._service_up(service)
-            self._wait_healthy(SERVICES, timeout)
+            self._wait_healthy(services, timeout)
         return self.status()
 
     def _infra_up(self, timeout: float) -> None:
