@@ -76,11 +76,15 @@ async def place_order(order: OrderRequest, request: Request,
         raise ApiError(404, "UNKNOWN_PRODUCT", f"No product {order.productId!r} in this sale.")
     if order.quantity > sale.perUserLimit:
         raise ApiError(422, "OVER_PER_USER_LIMIT", f"At most {sale.perUserLimit} per buyer.")
-    if int(await request.app.state.redis.get(sale.keys.stock) or 0) <= 0:
-        raise ApiError(409, "SOLD_OUT", "Sold out.")  # the fast path: no event for a sale that is over
     # The same key from the same user names the same order, so a retry can never make a second one.
     order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sale.saleId}/{order.userId}/{idempotency_key}")
                    if idempotency_key else uuid.uuid4())
+    redis = request.app.state.redis
+    if int(await redis.get(sale.keys.stock) or 0) <= 0 and not (
+            idempotency_key and await redis.hexists(sale.keys.decisions, order_id)):
+        # The fast path: no event for a sale that is over. Only a retry of an order that inventory has
+        # already decided goes on: its unit may be the one that sold, and it must get its orderId back.
+        raise ApiError(409, "SOLD_OUT", "Sold out.")
     created = ev.Event(type=ev.ORDER_CREATED, orderId=order_id, saleId=sale.saleId, **order.model_dump())
     try:
         await request.app.state.publisher.send(created.topic, order_id, created.to_json(), timeout=5)
