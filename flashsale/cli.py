@@ -34,11 +34,23 @@ def up(infra: Optional[str] = typer.Option(None, help="embedded | docker | exter
        public: bool = typer.Option(False, help="Live mode: listen on all interfaces for an audience."),
        stock: Optional[int] = typer.Option(None, help="Start a new sale with this stock.")):
     """Start the infrastructure and every service; wait until all are healthy."""
+    the_stack = stack(infra=infra, durable=durable or None, public=public or None)
     try:
-        status_ = stack(infra=infra, durable=durable or None, public=public or None).up(stock=stock)
+        status_ = the_stack.up(stock=stock)
     except StackError as error:
         fail(error)
     print_status(status_)
+    if the_stack.settings.public:
+        from flashsale import live
+
+        url = live.buyer_url(the_stack.settings.gateway_port)
+        live.qr_svg(url, the_stack.home / "buyer-qr.svg")
+        console.print(f"\n[bold]Buy at {url}[/bold]  (QR code as SVG: {the_stack.home / 'buyer-qr.svg'})")
+        print(live.qr_text(url))
+        console.print(f"admin token for POST /api/admin/reset: in {the_stack.home / 'admin-token'}", highlight=False)
+    else:
+        console.print(f"\nbuyer page: {the_stack.settings.gateway_url}/   sync shop: {the_stack.settings.shop_url}",
+                      highlight=False)
 
 
 @app.command()

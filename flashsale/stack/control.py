@@ -34,6 +34,19 @@ class Stack:
         self.settings = settings or Settings()
         self.home = self.settings.home.resolve()
         self.state_file = self.home / "stack.json"
+        if self.settings.public or self.load().get("public"):
+            self.settings = self._public(self.settings)
+
+    def _public(self, settings: Settings) -> Settings:
+        """Live mode keeps its protections on for every later command, until `down`."""
+        from flashsale import live
+
+        protections = {"public": True}
+        if settings.rate_limit_per_s == 0:
+            protections.update(rate_limit_per_s=live.PUBLIC_RATE_LIMIT_PER_S, rate_limit_burst=live.PUBLIC_BURST)
+        if settings.admin_token == Settings.model_fields["admin_token"].default:
+            protections["admin_token"] = live.admin_token(self.home)
+        return settings.model_copy(update=protections)
 
     # --- the process table -------------------------------------------------------------
 
@@ -72,6 +85,8 @@ class Stack:
             for service in HTTP_SERVICES:  # refuse early, before starting anything, if a fixed port is taken
                 if not alive(state["processes"].get(service, {}).get("pid")):
                     require_free(getattr(self.settings, f"{service}_port"), service)
+            state["public"] = self.settings.public
+            self.save(state)
             self._infra_up(timeout)
             settings = self.wired()
             kafka.ensure_topics(settings.kafka_bootstrap_servers, settings.partitions)
@@ -274,7 +289,7 @@ class Stack:
             for name in order:
                 info = state["processes"][name]
                 stop(info["pid"], info.get("signal", signal.SIGTERM))
-            state["processes"] = {}
+            state["processes"], state["public"] = {}, False
             self.save(state)
             if self.settings.infra == "docker":
                 from flashsale.stack import docker
