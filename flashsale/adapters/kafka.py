@@ -148,6 +148,7 @@ def run_consumer(bootstrap: str, group: str, topics: list[str], handle: Callable
     finally:
         source.close()
         producer.flush(5)
+        log.info("stopped cleanly" if stop.stopped else "stopped by an error")
 
 
 def decode_or_dead_letter(messages, producer: Producer) -> list[Event]:
