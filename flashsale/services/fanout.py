@@ -2,13 +2,18 @@
 
 No consumer group work here: each gateway assigns itself every partition from
 the end (it only cares about what happens from now on) and commits nothing.
+"The end" is also checked by time: tansu 0.6 reports a high watermark that
+points at the first record of the last batch, not past it, so OFFSET_END there
+starts up to a whole batch early and would replay old updates (of an old sale,
+even) to every browser after a gateway restart.
 """
 import asyncio
 import json
 import threading
+import time
 import uuid
 
-from confluent_kafka import OFFSET_END, TopicPartition
+from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, TopicPartition
 
 from flashsale.adapters import kafka
 from flashsale.events import NOTIFICATION_EVENTS, ORDER_UPDATE
@@ -29,6 +34,7 @@ class Fanout:
 
     def stop(self) -> None:
         self._running = False
+        self._thread.join(timeout=2)
 
     def subscribe(self, user_id: str | None) -> asyncio.Queue:
         queue = asyncio.Queue(QUEUE_LIMIT)
@@ -39,12 +45,13 @@ class Fanout:
         self.subscribers.pop(queue, None)
 
     def _consume(self) -> None:
+        started_ms = time.time() * 1000
         consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}")
         consumer.assign([TopicPartition(NOTIFICATION_EVENTS, p, OFFSET_END) for p in range(self.partitions)])
         try:
             while self._running:
                 for message in consumer.consume(500, timeout=0.2):
-                    if not message.error():
+                    if not message.error() and _is_news(message, started_ms):
                         self.loop.call_soon_threadsafe(self._deliver, message.value().decode())
         finally:
             consumer.close()
@@ -56,3 +63,9 @@ class Fanout:
             if owner is None or user_id is None or user_id == owner:
                 if not queue.full():
                     queue.put_nowait(text)
+
+
+def _is_news(message, started_ms: float) -> bool:
+    """Produced after this gateway started; a message without a timestamp gets the benefit of the doubt."""
+    kind, timestamp = message.timestamp()
+    return kind == TIMESTAMP_NOT_AVAILABLE or timestamp >= started_ms
