@@ -95,7 +95,7 @@ async def place_order(order: OrderRequest, request: Request,
 
 
 @app.get("/api/orders/{order_id}")
-async def get_order(order_id: Annotated[str, StringConstraints(max_length=64)], request: Request):
+async def get_order(order_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")], request: Request):
     async with request.app.state.db.connection() as conn:
         row = await (await conn.execute(
             "SELECT order_id, user_id, product_id, quantity, status, reason, created_at, updated_at "

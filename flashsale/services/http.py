@@ -17,7 +17,8 @@ class OrderRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
     userId: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-    productId: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    # Any text but control characters: the shop looks it up in PostgreSQL, which cannot hold a NUL.
+    productId: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,64}$")]
     quantity: int = Field(ge=1)
 
 
@@ -52,7 +53,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
+        if error.status_code == 400:  # FastAPI could not parse the body (not UTF-8, nested too deep): malformed
+            return JSONResponse(error_body("VALIDATION_ERROR", "The request is malformed."), 422)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "BODY_TOO_LARGE"}.get(error.status_code, "HTTP_ERROR")
         return JSONResponse(error_body(code, str(error.detail)), error.status_code, headers=error.headers)
 
 
@@ -84,8 +87,11 @@ class BodyLimit:
             await too_large(send)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """An HTTPException, because FastAPI lets only those through while it reads a body (any other error is a 400)."""
+
+    def __init__(self):
+        super().__init__(413, "The body is over the size limit.")
 
 
 async def too_large(send) -> None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from flashsale.services.http import OrderRequest
-from flashsale.services.http import ApiError, install_error_handlers, serve
+from flashsale.services.http import ApiError, BodyLimit, install_error_handlers, serve
 from flashsale.settings import Settings
 
 settings = Settings()
@@ -33,6 +33,7 @@ async def lifespan(app: FastAPI):
 
 app = FastAPI(title="flashsale sync shop", lifespan=lifespan)
 install_error_handlers(app)
+app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
 
 @app.post("/naive/orders", status_code=201)
