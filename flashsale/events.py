@@ -4,10 +4,10 @@ Events are past-tense records, JSON on the wire, keyed by orderId so that all
 events of one order land on one partition, in order.
 """
 from datetime import datetime, timezone
-from typing import ClassVar, Optional
+from typing import Annotated, ClassVar, Optional
 from uuid import uuid4
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 # Topics. A message a consumer cannot decode goes to "<topic>.dlq".
 ORDER_EVENTS = "order.events"
@@ -41,18 +41,25 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# What the tables can hold: text without control characters (PostgreSQL refuses a NUL), numbers that fit an
+# integer column. An event outside these bounds does not decode, so it goes to the dead-letter topic, instead
+# of failing its handler on every retry and stopping the consumer behind it.
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,64}$")]
+Int32 = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
 class Event(BaseModel):
     """One fact about one order. `saleId` keeps a new sale apart from late events of an old one."""
 
     eventId: str = Field(default_factory=lambda: str(uuid4()))
     type: str
     occurredAt: str = Field(default_factory=now_iso)
-    orderId: str
-    userId: str
-    productId: str
-    quantity: int
-    saleId: int
-    reason: Optional[str] = None  # on inventory.insufficient and order.cancelled
+    orderId: Text
+    userId: Text
+    productId: Text
+    quantity: Int32
+    saleId: Int32
+    reason: Optional[Text] = None  # on inventory.insufficient and order.cancelled
     availableStock: Optional[int] = None  # on inventory.* : stock left after the decision
 
     @property

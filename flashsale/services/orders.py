@@ -32,8 +32,10 @@ def handle(conn, batch: list[ev.Event]) -> list[ev.Event]:
                              (FINAL[event.type], event.reason, event.orderId))
             else:
                 continue  # our own announcements come back on order.events: nothing to do
-            status, reason = conn.execute("SELECT status, reason FROM orders WHERE order_id = %s",
-                                          (event.orderId,)).fetchone()
+            row = conn.execute("SELECT status, reason FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
+            if row is None:
+                continue  # a decision about an order never recorded (a forged event): nothing to update
+            status, reason = row
             if event.type == ev.ORDER_CREATED and status != "PENDING":
                 continue  # already decided: inventory need not hear of it again
             out.append(event.next(ANNOUNCE[status], reason=reason))
