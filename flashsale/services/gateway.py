@@ -6,6 +6,7 @@ cannot. It decides nothing about stock: inventory does, from the event.
 """
 import asyncio
 import hmac
+import html
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +27,8 @@ from flashsale.services.http import ApiError, BodyLimit, OrderRequest, RateLimit
 from flashsale.settings import Settings
 
 settings = Settings()
-BUYER_PAGE = (Path(__file__).parent / "static" / "buyer.html").read_text()
+BUYER_PAGE = (Path(__file__).parent / "static" / "buyer.html").read_text().replace(
+    'content="FLASH_SALE_PRODUCT_001"', f'content="{html.escape(settings.product_id)}"')  # the product on sale
 
 
 class ResetRequest(BaseModel):

@@ -13,7 +13,7 @@ ORDER_STATUS = {ev.ORDER_SAVED: "PENDING", ev.ORDER_CONFIRMED: "CONFIRMED", ev.O
 
 def handle(batch: list[ev.Event]) -> list[ev.Notification]:
     out = []
-    lowest_stock: dict[str, int] = {}
+    lowest_stock: dict[tuple[str, int], int] = {}  # (product, sale) -> stock
     for event in batch:
         if event.type in ORDER_STATUS:
             out.append(ev.Notification(type=ev.ORDER_UPDATE, data={
@@ -21,9 +21,12 @@ def handle(batch: list[ev.Event]) -> list[ev.Notification]:
                 "reason": event.reason, "userId": event.userId}))
         elif event.availableStock is not None:
             # Stock only falls during a sale, so the lowest figure of a batch is the newest.
-            lowest_stock[event.productId] = min(event.availableStock, lowest_stock.get(event.productId, 1 << 62))
-    out += [ev.Notification(type=ev.STOCK_UPDATE, data={"productId": product, "availableStock": max(stock, 0)})
-            for product, stock in lowest_stock.items()]
+            key = (event.productId, event.saleId)
+            lowest_stock[key] = min(event.availableStock, lowest_stock.get(key, 1 << 62))
+    # saleId lets a browser ignore a late figure from a sale that has since been reset.
+    out += [ev.Notification(type=ev.STOCK_UPDATE, data={"productId": product, "saleId": sale,
+                                                        "availableStock": max(stock, 0)})
+            for (product, sale), stock in lowest_stock.items()]
     return out
 
 

@@ -19,7 +19,7 @@ def test_order_states_become_order_updates():
 def test_one_stock_update_per_batch_with_the_lowest_stock():
     out = handle([event(ev.STOCK_RESERVED, "a", availableStock=7), event(ev.STOCK_RESERVED, "b", availableStock=5),
                   event(ev.STOCK_INSUFFICIENT, "c", reason="PER_USER_LIMIT", availableStock=6)])
-    assert [(n.type, n.data) for n in out] == [(ev.STOCK_UPDATE, {"productId": "P", "availableStock": 5})]
+    assert [(n.type, n.data) for n in out] == [(ev.STOCK_UPDATE, {"productId": "P", "saleId": 1, "availableStock": 5})]
 
 
 def test_created_events_say_nothing():
