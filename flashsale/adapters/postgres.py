@@ -1,5 +1,6 @@
 """PostgreSQL: the schema, and connections. The orders table is the read model of the sale."""
 import psycopg
+import psycopg_pool
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sales (
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS shop_orders (
 
 def connect(url: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True, connect_timeout=5, **kwargs)
+
+
+def pool(url: str, size: int) -> psycopg_pool.ConnectionPool:
+    """Connections that are checked before use and replaced if the server restarted."""
+    return psycopg_pool.ConnectionPool(url, min_size=size, max_size=size, kwargs={"autocommit": True},
+                                       check=psycopg_pool.ConnectionPool.check_connection, open=True)
 
 
 def ensure_schema(url: str) -> None:
