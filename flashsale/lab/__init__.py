@@ -1,8 +1,39 @@
-"""What the notebooks call: the stack, the buyers, the checks, the live dashboard.
+"""What the notebooks call: the stack, the buyers, the log, the live dashboard.
 
     from flashsale import lab
-    stack = lab.start()                  # the real servers and services
-    race = lab.buy("naive", buyers=1000)  # 1,000 buyers at once
-    lab.check(stack, race)               # the contract's invariants
+    stack = lab.start("01-oversell")           # this notebook's own servers and services
+    naive = lab.flash_sale(stack, "naive")     # a new sale of 100, then 1,000 buyers at once
+    lab.tap(stack, "order.events", last=10)    # what the log says
+    lab.lag(stack)                             # how far each consumer group is behind
+    dash = lab.dashboard(stack)                # live: stock, orders, latency, lag, Kill / Restart
+    lab.show(inventory)                        # the real source of what runs
+    lab.stop(stack)                            # nothing of it keeps running
+
+Faults and scaling are the stack's own methods, as in the CLI:
+`stack.kill("orders")`, `stack.restart("orders")`, `stack.scale("inventory", 3)`, `stack.reset(stock=100)`.
 """
+import importlib
+
 from flashsale.lab.load import Race, run_buyers as buy  # noqa: F401
+
+# Where each name lives. Imported on first use: `flashsale.lab.checks` stays light for the CLI and the
+# tests, and only a notebook pays for pandas, plotly and the widgets.
+_WHERE = {
+    "control": ("LabStack", "start", "stop", "stop_service", "status", "background", "redis"),
+    "races": ("flash_sale", "results", "buyers", "check", "order", "order_status", "product"),
+    "dashboard": ("Dashboard", "dashboard"),
+    "groups": ("lag", "drained", "owners"),
+    "tap": ("tap", "trail", "events", "end_to_end_ms"),
+    "show": ("show", "lines"),
+    "charts": (),
+}
+
+
+def __getattr__(name: str):
+    """On first use, import every module above at once, then bind the names (`show` the function, not the module)."""
+    if name not in {"charts", *(n for names in _WHERE.values() for n in names)}:
+        raise AttributeError(f"module 'flashsale.lab' has no attribute {name!r}")
+    for module, names in _WHERE.items():
+        loaded = importlib.import_module(f"flashsale.lab.{module}")
+        globals().update({n: getattr(loaded, n) for n in names})
+    return globals()[name]

@@ -1,0 +1,68 @@
+"""The buyers' side: races against a checkout, their numbers, and the contract's checks afterwards."""
+import time
+
+import httpx
+import pandas as pd
+
+from flashsale import demo
+from flashsale.lab.checks import Invariants, invariants, settle
+from flashsale.lab.load import Race, run_buyers
+from flashsale.stack.control import Stack
+
+
+def flash_sale(stack: Stack, system: str, buyers: int = 1000, stock: int = 100) -> demo.Outcome:
+    """A new sale of `stock` phones, then `buyers` distinct buyers at once: `naive`, `locked` or `gateway`.
+
+    The same race as `flashsale demo`; for the gateway it also waits until every order is decided.
+    """
+    if system == "gateway":
+        return demo.race_events(stack, buyers, stock)
+    return demo.race_shop(stack, system, buyers, stock)
+
+
+def results(**outcomes: demo.Outcome) -> pd.DataFrame:
+    """One row per race, the columns of `flashsale demo`: results(naive=naive, locked=locked)."""
+    return pd.DataFrame([{
+        "system": name, "sold": o.sold, "oversold": o.oversold, "accepted/s": round(o.race.accepted_per_s),
+        "p50 ms": round(o.race.latency_ms(0.5)), "p99 ms": round(o.race.latency_ms(0.99)),
+        "settled s": None if o.settled_s is None else round(o.settled_s, 2), "answers": o.race.statuses(),
+    } for name, o in outcomes.items()]).set_index("system")
+
+
+def buyers(stack: Stack, system: str, n: int, first: int = 0, progress: bool = True) -> Race:
+    """`n` more buyers (buyer-<first> onwards) in the current sale, without starting a new one."""
+    settings = stack.wired()
+    url = settings.gateway_url if system == "gateway" else settings.shop_url
+    users = [f"buyer-{i:05d}" for i in range(first, first + n)]
+    return run_buyers(system, url, product_id=settings.product_id, users=users, progress=progress)
+
+
+def check(stack: Stack, *races: Race, timeout: float = 120) -> Invariants:
+    """Wait until every order the gateway accepted in `races` is decided, then check the contract's invariants."""
+    settings, accepted = stack.wired(), [b.order_id for race in races for b in race.accepted]
+    settle(settings, accepted, timeout)
+    return invariants(settings, stack.sale()["saleId"], accepted)
+
+
+def order(stack: Stack, user: str = "alice") -> dict:
+    """One buyer, one POST to the gateway: its answer."""
+    settings = stack.wired()
+    body = {"userId": user, "productId": settings.product_id, "quantity": 1}
+    return httpx.post(f"{settings.gateway_url}/api/orders", json=body, timeout=10).json()
+
+
+def order_status(stack: Stack, order_id: str, until=("CONFIRMED", "CANCELLED"), timeout: float = 30) -> dict:
+    """Ask the gateway about an order until its status is one of `until`: what the buyer's page would show."""
+    url, deadline = f"{stack.wired().gateway_url}/api/orders/{order_id}", time.monotonic() + timeout
+    while True:
+        answer = httpx.get(url, timeout=10).json()
+        if answer.get("status") in until or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
+def product(stack: Stack, system: str = "gateway") -> dict:
+    """What a system says of the product now: the gateway's Redis counter or the shop's stock row."""
+    settings = stack.wired()
+    url = f"{settings.gateway_url}/api/products/" if system == "gateway" else f"{settings.shop_url}/products/"
+    return httpx.get(url + settings.product_id, timeout=10).json()

@@ -1,0 +1,22 @@
+"""Show the code that runs: a module's, class's or function's real source, highlighted.
+
+The notebooks never paraphrase a service; they show it, so what you read is
+what the stack you just started is executing.
+"""
+import inspect
+from pathlib import Path
+
+from IPython.display import Code
+
+
+def show(thing, language: str = "python") -> Code:
+    """`show(inventory)`, `show(inventory.handle)`, or any text: `show(RESERVE_LUA, "lua")`."""
+    if isinstance(thing, str):
+        return Code(thing, language=language)
+    return Code(inspect.getsource(thing), language=language)
+
+
+def lines(module) -> str:
+    """How long a module is: the style guide wants each to read in two minutes."""
+    path = Path(inspect.getsourcefile(module))
+    return f"{path.name}: {len(path.read_text().splitlines())} lines"
