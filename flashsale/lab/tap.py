@@ -1,0 +1,116 @@
+"""Tap a topic: a fresh consumer reads it, from the beginning or its last N events, and commits nothing.
+
+Reading changes nothing for the services: the tap has a throwaway group id,
+assigns itself the partitions and never commits. The log stays as it was.
+"""
+import json
+import time
+import uuid
+from datetime import datetime
+
+import pandas as pd
+from confluent_kafka import Message, TopicPartition
+
+from flashsale import events as ev
+from flashsale.adapters import kafka
+from flashsale.lab.groups import QUIET
+from flashsale.stack.control import Stack
+
+
+def read(bootstrap: str, topic: str, partitions: int, last: int | None = None, timeout: float = 30) -> list[Message]:
+    """Every message of `topic` (or the last `last` of each partition), until the broker has no more."""
+    client = kafka.consumer(bootstrap, f"lab-tap-{uuid.uuid4()}", **QUIET)
+    try:
+        starts, ends = [], {}
+        for p in range(partitions):
+            low, end = client.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            starts.append(TopicPartition(topic, p, max(low, end - last) if last else low))
+            if end > low:
+                ends[p] = end
+        client.assign(starts)
+        messages, quiet_since, deadline = [], time.monotonic(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = [m for m in client.consume(1000, timeout=0.1) if not m.error()]
+            for m in batch:
+                if m.offset() + 1 >= ends.get(m.partition(), 0):
+                    ends.pop(m.partition(), None)
+            messages += batch
+            if batch:
+                quiet_since = time.monotonic()
+            elif not ends and time.monotonic() - quiet_since > 0.3:  # past every end the broker told us of
+                break
+        return messages
+    finally:
+        client.close()
+
+
+def frame(messages: list[Message]) -> pd.DataFrame:
+    """One row per message: where it sits in the log, and what it says."""
+    rows = []
+    for m in messages:
+        try:
+            body = json.loads(m.value())
+        except ValueError:
+            body = {"type": "<not JSON>"}
+        data = body.get("data") or {}  # a notification carries its facts in `data`
+        rows.append({"time": pd.Timestamp(m.timestamp()[1], unit="ms", tz="UTC"), "topic": m.topic(),
+                     "partition": m.partition(), "offset": m.offset(), "type": body.get("type"),
+                     "orderId": body.get("orderId") or data.get("orderId"), "userId": body.get("userId") or data.get("userId"),
+                     "status": data.get("status"), "reason": body.get("reason") or data.get("reason"),
+                     "availableStock": body.get("availableStock", data.get("availableStock")),
+                     "saleId": body.get("saleId")})
+    columns = ["time", "topic", "partition", "offset", "type", "orderId", "userId", "status", "reason",
+               "availableStock", "saleId"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["time", "topic", "partition", "offset"], ignore_index=True)
+
+
+def tap(stack: Stack, topic: str = ev.ORDER_EVENTS, last: int | None = None) -> pd.DataFrame:
+    """The events of `topic`, oldest first: all of them, or the last `last`."""
+    settings = stack.wired()
+    table = frame(read(settings.kafka_bootstrap_servers, topic, settings.partitions, last))
+    return table.tail(last).reset_index(drop=True) if last else table
+
+
+def trail(stack: Stack, order_id: str) -> pd.DataFrame:
+    """The audit trail of one order: every event about it, on every topic, in the order they happened."""
+    tables = [tap(stack, topic) for topic in ev.TOPICS]
+    everything = pd.concat(tables, ignore_index=True)
+    mine = everything[everything.orderId == order_id]
+    return mine.sort_values(["time", "offset"]).reset_index(drop=True).dropna(axis="columns", how="all")
+
+
+def events(stack: Stack, topic: str = ev.ORDER_EVENTS, sale_id: int | None = None) -> list[ev.Event]:
+    """The decoded events of `topic`, in log order per partition; only those of sale `sale_id` if given."""
+    settings = stack.wired()
+    decoded = []
+    for m in read(settings.kafka_bootstrap_servers, topic, settings.partitions):
+        try:
+            event = ev.Event.model_validate_json(m.value())
+        except ValueError:
+            continue  # a poison message: the services dead-letter it, a replay skips it
+        if sale_id is None or event.saleId == sale_id:
+            decoded.append(event)
+    return decoded
+
+
+class EndToEnd:
+    """Pairs each order's `order.created` (gateway) with its final event (orders): how long the pipeline took."""
+
+    def __init__(self):
+        self.created: dict[str, datetime] = {}
+        self.ms: list[float] = []
+
+    def see(self, event: ev.Event) -> None:
+        at = datetime.fromisoformat(event.occurredAt)
+        if event.type == ev.ORDER_CREATED:
+            self.created.setdefault(event.orderId, at)
+        elif event.type in (ev.ORDER_CONFIRMED, ev.ORDER_CANCELLED) and event.orderId in self.created:
+            self.ms.append((at - self.created.pop(event.orderId)).total_seconds() * 1000)
+
+
+def end_to_end_ms(stack: Stack, sale_id: int) -> list[float]:
+    """For every decided order of the sale: ms from the gateway's order.created to order.confirmed/cancelled."""
+    clock = EndToEnd()
+    for event in events(stack, ev.ORDER_EVENTS, sale_id):
+        clock.see(event)
+    return clock.ms
