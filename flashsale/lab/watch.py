@@ -1,0 +1,121 @@
+"""The dashboard's eyes: a thread that tails the topics and polls the stack. It never touches the display.
+
+It keeps the latest facts under a lock; the dashboard takes a `snapshot()`
+whenever it redraws. Every read is guarded: a server that is down (the lesson
+of notebook 04) leaves the last known value in place instead of an error.
+"""
+import threading
+import time
+import uuid
+from collections import deque
+
+from confluent_kafka import OFFSET_END, TopicPartition
+
+from flashsale import events as ev
+from flashsale.adapters import kafka, postgres, redis as redis_adapter
+from flashsale.lab.groups import QUIET, LagMeter
+from flashsale.lab.tap import EndToEnd
+from flashsale.sale import current_sale, sale_counts
+from flashsale.stack.control import Stack
+from flashsale.stack.processes import alive
+
+POLL_S, STATUS_S = 0.25, 1.0
+
+
+class Watcher(threading.Thread):
+    def __init__(self, stack: Stack):
+        super().__init__(daemon=True, name="dashboard-watcher")
+        self.stack, self.settings = stack, stack.wired()
+        self.lock, self.running, self.version, self.t0 = threading.Lock(), True, 0, time.monotonic()
+        self.stock = deque(maxlen=1200)  # (seconds since start, available stock)
+        self.counts, self.lag, self.up, self.errors = {}, [], {}, {}
+        self.feed = deque(maxlen=12)  # the latest events: (type, order, topic, partition, offset)
+        self.clock, self.accept_ms = EndToEnd(), []
+        self._pg = self._redis = None
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {"version": self.version, "stock": list(self.stock), "counts": dict(self.counts),
+                    "lag": list(self.lag), "feed": list(self.feed), "up": dict(self.up),
+                    "e2e_ms": list(self.clock.ms), "accept_ms": list(self.accept_ms), "errors": dict(self.errors)}
+
+    def add_accepts(self, latencies_ms: list[float]) -> None:
+        with self.lock:
+            self.accept_ms += latencies_ms
+            self.version += 1
+
+    def stop(self) -> None:
+        self.running = False
+        self.join(timeout=10)
+
+    def run(self) -> None:
+        tail = kafka.consumer(self.settings.kafka_bootstrap_servers, f"lab-dashboard-{uuid.uuid4()}", **QUIET)
+        tail.assign([TopicPartition(t, p, OFFSET_END) for t in (ev.ORDER_EVENTS, ev.INVENTORY_EVENTS)
+                     for p in range(self.settings.partitions)])
+        meter = LagMeter(self.settings.kafka_bootstrap_servers, self.settings.partitions)
+        next_poll = next_status = 0.0
+        try:
+            while self.running:
+                self._guard("events", lambda: self._events(tail.consume(500, timeout=0.1)))
+                now = time.monotonic()
+                if now >= next_poll:
+                    self._guard("sale", self._poll_sale)
+                    self._guard("lag", lambda: self._set("lag", meter.read(timeout=1)))
+                    next_poll = now + POLL_S
+                if now >= next_status:
+                    self._guard("status", self._poll_status)
+                    next_status = now + STATUS_S
+        finally:
+            tail.close()
+            meter.close()
+
+    def _guard(self, what: str, read) -> None:
+        try:
+            read()
+            error = None
+        except Exception as failure:  # noqa: BLE001 - a server may be down on purpose; keep watching
+            error = f"{type(failure).__name__}: {failure}"[:200]
+            if what == "sale":
+                self._pg = self._redis = None  # reconnect next time
+        with self.lock:
+            if self.errors.get(what) != error:
+                self.errors.pop(what, None) if error is None else self.errors.update({what: error})
+                self.version += 1
+
+    def _set(self, name: str, value) -> None:
+        with self.lock:
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                self.version += 1
+
+    def _events(self, messages) -> None:
+        for m in messages:
+            if m.error():
+                continue
+            try:
+                event = ev.Event.model_validate_json(m.value())
+            except ValueError:
+                continue
+            with self.lock:
+                self.feed.appendleft((event.type, event.orderId[:8], m.topic(), m.partition(), m.offset()))
+                self.clock.see(event)
+                self.version += 1
+
+    def _poll_sale(self) -> None:
+        if self._pg is None:
+            self._pg = postgres.connect(self.settings.database_url)
+            self._redis = redis_adapter.connect(self.settings.redis_url)
+        sale = current_sale(self._redis)
+        if sale is None:
+            return
+        counts = sale_counts(self._pg, self._redis, sale)
+        now = round(time.monotonic() - self.t0, 2)
+        with self.lock:
+            if counts != self.counts or not self.stock or now - self.stock[-1][0] >= 1:  # a point a second at least
+                self.counts = counts
+                self.stock.append((now, counts["availableStock"]))
+                self.version += 1
+
+    def _poll_status(self) -> None:
+        processes = self.stack.load()["processes"]
+        self._set("up", {name: alive(info.get("pid")) for name, info in processes.items()})
