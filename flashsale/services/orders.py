@@ -46,6 +46,8 @@ def handle(conn, batch: list[ev.Event]) -> list[ev.Event]:
     state = {order_id: (status, reason) for order_id, status, reason in rows}
     out = []
     for event in created + decided:
+        if event.orderId not in state:
+            continue  # a decision about an order never recorded (a forged event): nothing to update
         status, reason = state[event.orderId]
         if event.type == ev.ORDER_CREATED and status != "PENDING":
             continue  # already decided: inventory need not hear of it again
