@@ -89,7 +89,10 @@ async def place_order(order: OrderRequest, request: Request,
         raise ApiError(409, "SOLD_OUT", "Sold out.")
     created = ev.Event(type=ev.ORDER_CREATED, orderId=order_id, saleId=sale.saleId, **order.model_dump())
     try:
-        await request.app.state.publisher.send(created.topic, order_id, created.to_json(), timeout=5)
+        # The broker's answer decides: librdkafka reports within message.timeout.ms (4 s) whether it took the
+        # event. Our timeout is only a safety net, and longer, so that a busy event loop cannot answer 503 for
+        # an event the broker did take (an order the buyer was told to place again).
+        await request.app.state.publisher.send(created.topic, order_id, created.to_json(), timeout=10)
     except (kafka.KafkaException, BufferError, asyncio.TimeoutError):
         raise ApiError(503, "BROKER_UNAVAILABLE", "Cannot take orders right now; retry.", {"Retry-After": "2"})
     return {"orderId": order_id, "status": "PENDING", "estimatedProcessingTime": 100,
