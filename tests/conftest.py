@@ -26,3 +26,12 @@ def wired(stack) -> Settings:
 def fresh_sale(stack):
     """A new sale of 100 units, one per buyer, for each test that races."""
     return stack.reset(stock=100, per_user_limit=1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "faults: breaks and mends the shared stack; runs after every other test")
+
+
+def pytest_collection_modifyitems(items):
+    """Fault tests kill servers of the session's stack: run them last, so nothing else meets the wreckage."""
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)  # stable: the rest keep their order

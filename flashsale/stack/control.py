@@ -87,9 +87,12 @@ class Stack:
                     require_free(getattr(self.settings, f"{service}_port"), service)
             state["public"] = self.settings.public
             self.save(state)
+            broker_was_down = not alive(state["processes"].get("kafka", {}).get("pid"))
             self._infra_up(timeout)
             settings = self.wired()
             kafka.ensure_topics(settings.kafka_bootstrap_servers, settings.partitions)
+            if broker_was_down and self._memory_broker:
+                self._restart_clients(timeout)
             postgres.ensure_schema(settings.database_url)
             if stock is not None or current_sale(redis_adapter.connect(settings.redis_url)) is None:
                 self.reset(stock)
@@ -253,9 +256,30 @@ class Stack:
                            self.home / "logs" / f"{name}.log", info["pid"])
                 if name == "kafka":  # a memory broker comes back empty
                     kafka.ensure_topics(self.wired().kafka_bootstrap_servers, self.settings.partitions)
+                    if self._memory_broker:
+                        self._restart_clients(timeout)
             else:
                 self._service_up(name)
                 self._wait_healthy([name], timeout)
+
+    @property
+    def _memory_broker(self) -> bool:
+        return self.settings.infra == "embedded" and not self.settings.durable
+
+    def _restart_clients(self, timeout: float) -> None:
+        """Restart every running service, because a memory broker came back empty and knows none of them.
+
+        It rejects their idempotent producers' ids forever (UnknownProducerId: nothing is acknowledged again),
+        and their consumers wait at offsets past the end of the new, empty topics. A new process gets a new
+        producer id and, finding no committed offsets on this broker, reads the new topics from the start.
+        """
+        running = [info for info in self.load()["processes"].values() if "service" in info and alive(info["pid"])]
+        for info in running:
+            stop(info["pid"], info.get("signal", signal.SIGTERM))
+        services = {info["service"] for info in running}
+        for service in services:
+            self._service_up(service)
+        self._wait_healthy(services, timeout)
 
     def scale(self, service: str, instances: int, timeout: float = 60) -> None:
         """Run `instances` copies of a consumer; each owns its share of the partitions."""
