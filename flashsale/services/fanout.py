@@ -52,13 +52,17 @@ class Fanout:
             while self._running:
                 for message in consumer.consume(500, timeout=0.2):
                     if not message.error() and _is_news(message, started_ms):
-                        self.loop.call_soon_threadsafe(self._deliver, message.value().decode())
+                        self.loop.call_soon_threadsafe(self._deliver, message.value())
         finally:
             consumer.close()
 
-    def _deliver(self, text: str) -> None:
-        message = json.loads(text)
-        owner = message["data"].get("userId") if message.get("type") == ORDER_UPDATE else None
+    def _deliver(self, raw: bytes | None) -> None:
+        try:
+            message = json.loads(raw)
+            owner = message["data"].get("userId") if message.get("type") == ORDER_UPDATE else None
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return  # not a notification (a poison message): nothing to tell, and the fan-out goes on
+        text = raw.decode()
         for queue, user_id in list(self.subscribers.items()):
             if owner is None or user_id is None or user_id == owner:
                 if not queue.full():

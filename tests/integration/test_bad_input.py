@@ -5,11 +5,14 @@ import json
 import time
 import uuid
 
+import asyncio
+
 import httpx
 import pytest
+import websockets
 
 from flashsale.adapters import kafka
-from flashsale.events import INVENTORY_EVENTS, ORDER_EVENTS, dead_letter_topic
+from flashsale.events import INVENTORY_EVENTS, NOTIFICATION_EVENTS, ORDER_EVENTS, dead_letter_topic
 from flashsale.lab import replay
 from flashsale.lab.checks import invariants, settle
 
@@ -208,3 +211,36 @@ def test_poison_messages_go_to_the_dead_letter_topics_and_the_consumers_go_on(st
     assert httpx.get(f"{wired.gateway_url}/api/orders/{placed.json()['orderId']}").json()["status"] == "CONFIRMED"
     state = invariants(wired, fresh_sale.saleId, [placed.json()["orderId"]])
     assert state.ok and state.confirmed == 1, state.as_dict()
+
+
+async def order_while_listening(settings, user_id: str, timeout: float = 60) -> tuple[str, dict | None]:
+    """Open the buyer's WebSocket, place one order, return its id and the final order_update heard for it."""
+    url = settings.gateway_url.replace("http", "ws", 1) + f"/ws?userId={user_id}"
+    async with websockets.connect(url, open_timeout=30) as socket, httpx.AsyncClient(timeout=30) as client:
+        placed = await client.post(f"{settings.gateway_url}/api/orders",
+                                   json={**GOOD, "userId": user_id})
+        assert placed.status_code == 202, placed.text
+        order_id = placed.json()["orderId"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = json.loads(await asyncio.wait_for(socket.recv(), deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            data = message.get("data", {})
+            if data.get("orderId") == order_id and data.get("status") in ("CONFIRMED", "CANCELLED"):
+                return order_id, data
+        return order_id, None
+
+
+def test_poison_on_notification_events_does_not_silence_the_websocket(stack, wired, fresh_sale):
+    producer = kafka.reliable_producer(wired.kafka_bootstrap_servers)
+    for partition in range(wired.partitions):  # every gateway reads every partition: poison them all
+        for value in (b"\xff\xfe not UTF-8", None, b"[]", b'{"type": "order_update", "data": 5}'):
+            producer.produce(NOTIFICATION_EVENTS, value, partition=partition)
+    assert producer.flush(10) == 0
+
+    order_id, heard = asyncio.run(order_while_listening(wired, "listening-buyer"))
+
+    assert heard is not None, "the WebSocket said nothing after the poison: the gateway's fan-out died"
+    assert heard["status"] == "CONFIRMED" and heard["userId"] == "listening-buyer", heard
