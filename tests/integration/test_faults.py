@@ -56,7 +56,8 @@ def test_kill_9_of_a_consumer_mid_sale_loses_nothing_and_oversells_nothing(mende
     assert wait_for(lambda: sum(counts(wired, fresh_sale.saleId).values()) >= 50, timeout=60), "no orders came in"
 
     at_kill = counts(wired, fresh_sale.saleId)
-    assert mended.kill(victim), f"no {victim} process to kill"  # SIGKILL: no batch finished, nothing committed
+    # SIGKILL: the batch in hand is neither finished nor committed.
+    assert mended.kill(victim), f"no {victim} process to kill"
     mended.up()  # starts only the missing consumer, which resumes from its group's committed offsets
     buyers.join(timeout=180)
     assert not buyers.is_alive() and races, "the buyers never finished"
