@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
 
     @property
+    def broker_on_s3(self) -> bool:
+        """The durable embedded broker, tansu on S3 storage: its clients need settings of their own (adapters/kafka.py)."""
+        return self.infra == "embedded" and self.durable
+
+    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 

@@ -22,8 +22,8 @@ QUEUE_LIMIT = 1000  # a client this far behind misses messages rather than slowi
 
 
 class Fanout:
-    def __init__(self, bootstrap: str, partitions: int):
-        self.bootstrap, self.partitions = bootstrap, partitions
+    def __init__(self, bootstrap: str, partitions: int, on_s3: bool = False):
+        self.bootstrap, self.partitions, self.on_s3 = bootstrap, partitions, on_s3
         self.subscribers: dict[asyncio.Queue, str | None] = {}
         self._running = False
 
@@ -46,7 +46,7 @@ class Fanout:
 
     def _consume(self) -> None:
         started_ms = time.time() * 1000
-        consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}")
+        consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}", self.on_s3)
         consumer.assign([TopicPartition(NOTIFICATION_EVENTS, p, OFFSET_END) for p in range(self.partitions)])
         try:
             while self._running:

@@ -43,8 +43,9 @@ async def lifespan(app: FastAPI):
         settings.redis_url, max_connections=64, timeout=5, socket_timeout=3))
     app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
     await app.state.db.open(wait=False)
-    app.state.publisher = kafka.AsyncPublisher(kafka.reliable_producer(settings.kafka_bootstrap_servers))
-    app.state.fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions)
+    app.state.publisher = kafka.AsyncPublisher(kafka.reliable_producer(settings.kafka_bootstrap_servers,
+                                                                         settings.broker_on_s3))
+    app.state.fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions, settings.broker_on_s3)
     app.state.fanout.start(asyncio.get_running_loop())
     yield
     app.state.fanout.stop()

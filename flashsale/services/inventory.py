@@ -39,7 +39,8 @@ def main() -> None:
     redis = redis_adapter.connect(settings.redis_url)
     kafka.run_consumer(settings.kafka_bootstrap_servers, "inventory", [ev.ORDER_EVENTS],
                        lambda batch: handle(redis, batch), settings.partitions, settings.instance,
-                       settings.instances, heartbeat=settings.home / "run" / f"inventory-{settings.instance}.alive")
+                       settings.instances, heartbeat=settings.home / "run" / f"inventory-{settings.instance}.alive",
+                       on_s3=settings.broker_on_s3)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def main() -> None:
     settings = Settings()
     kafka.run_consumer(settings.kafka_bootstrap_servers, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS],
                        handle, settings.partitions, settings.instance, settings.instances,
-                       heartbeat=settings.home / "run" / f"notifications-{settings.instance}.alive")
+                       heartbeat=settings.home / "run" / f"notifications-{settings.instance}.alive",
+                       on_s3=settings.broker_on_s3)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def main() -> None:
 
     kafka.run_consumer(settings.kafka_bootstrap_servers, "orders", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS],
                        handle_batch, settings.partitions, settings.instance,
-                       settings.instances, heartbeat=settings.home / "run" / f"orders-{settings.instance}.alive")
+                       settings.instances, heartbeat=settings.home / "run" / f"orders-{settings.instance}.alive",
+                       on_s3=settings.broker_on_s3)
 
 
 if __name__ == "__main__":

