@@ -14,7 +14,7 @@ from typing import Annotated
 
 import psycopg_pool
 import redis.asyncio as aioredis
-from fastapi import Body, FastAPI, Header, Request, WebSocket, WebSocketDisconnect
+from fastapi import Body, Depends, FastAPI, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
@@ -122,10 +122,14 @@ async def get_product(product_id: str, request: Request):
             "availableStock": max(stock, 0)}
 
 
-@app.post("/api/admin/reset")
-def reset(authorization: Annotated[str, Header()] = "", body: Annotated[ResetRequest | None, Body()] = None):
+def require_admin(authorization: Annotated[str, Header()] = "") -> None:
+    """Checked before the body is read, in constant time; the token itself is never logged."""
     if not hmac.compare_digest(authorization.encode(), f"Bearer {settings.admin_token}".encode()):
         raise ApiError(401, "UNAUTHORIZED", "An admin token is required.")
+
+
+@app.post("/api/admin/reset", dependencies=[Depends(require_admin)])
+def reset(body: Annotated[ResetRequest | None, Body()] = None):
     body = body or ResetRequest()
     with postgres.connect(settings.database_url) as pg:
         sale = start_sale(pg, redis_adapter.connect(settings.redis_url), settings.product_id,

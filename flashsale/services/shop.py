@@ -61,7 +61,10 @@ async def locked_checkout(order: OrderRequest, request: Request):
             "WHERE product_id = %s AND available_stock >= %s RETURNING sale_id",
             (order.quantity, order.productId, order.quantity))).fetchone()
         if row is None:
-            raise ApiError(409, "SOLD_OUT", "Sold out.")
+            known = await (await conn.execute("SELECT 1 FROM shop_stock WHERE product_id = %s",
+                                              (order.productId,))).fetchone()
+            raise ApiError(409, "SOLD_OUT", "Sold out.") if known else \
+                ApiError(404, "UNKNOWN_PRODUCT", f"No product {order.productId!r}.")
         await asyncio.sleep(PAYMENT)  # paying while holding the row lock: the next buyer waits
         return await record(conn, order, row[0], "locked")
 

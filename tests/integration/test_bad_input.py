@@ -104,6 +104,7 @@ GATEWAY = {
                                  401, "UNAUTHORIZED"),
     "reset with the token but no Bearer": ("POST /api/admin/reset", {"headers": {"Authorization": "flashsale-admin"}},
                                            401, "UNAUTHORIZED"),
+    "reset with a bad body and no token": ("POST /api/admin/reset", {"json": {"stock": -1}}, 401, "UNAUTHORIZED"),
     "reset with the token and a bad body": ("POST /api/admin/reset", {"json": {"stock": -1}, "headers": {
         "Authorization": "Bearer flashsale-admin"}}, 422, BAD_REQUEST),
 }
@@ -169,6 +170,13 @@ def test_the_shop_answers_bad_requests_with_a_4xx(stack, wired, checkout, case):
     request, status = SHOP[case]
     response = httpx.post(f"{wired.shop_url}/{checkout}/orders", timeout=30, **request)
     assert_error_body(response, response.content, status, None)
+
+
+@pytest.mark.parametrize("checkout", ["naive", "locked"])
+def test_the_shop_knows_no_other_product(stack, wired, checkout):
+    response = httpx.post(f"{wired.shop_url}/{checkout}/orders", timeout=30,
+                          json={"userId": "alice", "productId": "NOPE", "quantity": 1})
+    assert_error_body(response, response.content, 404, "UNKNOWN_PRODUCT")
 
 
 def dead_letters(settings, topic: str, marker: str) -> list[bytes]:
