@@ -60,6 +60,16 @@ def stop(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10) -> Non
         os.killpg(pid, signal.SIGKILL)
         while alive(pid):
             time.sleep(0.05)
+    _wait_gone(pid, 2)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Until the process is reaped, not merely a zombie: a killed process's leader turns zombie while its
+    other threads still exit and hold its files, so its port could still take a connection (measured)."""
+    deadline = time.monotonic() + timeout
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.01)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None,

@@ -1,7 +1,8 @@
 """Buyers who arrive at a steady rate, in the background, so a fault can land in the middle of a sale.
 
 `lab.load.run_buyers` fires every request at once: the sale is over in a second. Here buyer i
-sends at `i / rate` seconds, whatever the server does, so the sale lasts `buyers / rate` seconds.
+sends at `i / rate` seconds, whatever the server does, so the sale lasts `buyers / rate` seconds,
+or until `stop()`: buyers who have not arrived by then never do.
 """
 import asyncio
 import threading
@@ -26,12 +27,16 @@ class SteadyBuyers:
         self.users = [f"{prefix}-{i:05d}" for i in range(buyers)]
         self.answers: list[Answer] = []
         self.started = 0.0
+        self._stopped = False
         self._thread = threading.Thread(target=lambda: asyncio.run(self._sale()), daemon=True, name="buyers")
 
     def start(self) -> "SteadyBuyers":
         self.started = time.monotonic()
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        self._stopped = True
 
     def join(self, timeout: float = 120) -> None:
         self._thread.join(timeout)
@@ -40,7 +45,7 @@ class SteadyBuyers:
     @property
     def arriving(self) -> bool:
         """Buyers are still being sent: the sale is on."""
-        return time.monotonic() - self.started < len(self.users) / self.rate
+        return not self._stopped and time.monotonic() - self.started < len(self.users) / self.rate
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -59,6 +64,8 @@ class SteadyBuyers:
 
     async def _buy(self, session: aiohttp.ClientSession, i: int, user: str) -> None:
         await asyncio.sleep(max(0.0, self.started + i / self.rate - time.monotonic()))
+        if self._stopped:
+            return
         sent_at, status, order_id = self.elapsed(), 0, None
         try:
             async with session.post(self.url, json={"userId": user, "productId": self.product_id, "quantity": 1}) as r:
