@@ -1,0 +1,250 @@
+"""The exercises' checks catch the mistakes learners make, and say what is wrong.
+
+A check that passes a wrong answer teaches the wrong lesson. Each test here hands a check a
+typical wrong answer (the seed project's, or the obvious one) and expects the check to fail with
+a message that names the mistake. The solutions passing is test_exercises.py's business.
+"""
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from flashsale import events as ev
+from flashsale.lab.exercises import consumer, limit, outbox, poison, ratelimit, readmodel, reservation
+from flashsale.lab.races import flash_sale
+
+RESERVE = """
+local decided = redis.call('HGET', KEYS[2], ARGV[1])
+local stock = tonumber(redis.call('GET', KEYS[1]) or '0')
+if decided then return {decided, stock} end
+local decision = 'SOLD_OUT'
+if stock >= tonumber(ARGV[2]) then
+  stock = redis.call('DECRBY', KEYS[1], ARGV[2])
+  decision = 'RESERVED'
+end
+redis.call('HSET', KEYS[2], ARGV[1], decision)
+return {decision, stock}
+"""
+SEED = """
+local left = redis.call('DECRBY', KEYS[1], ARGV[2])
+if left < 0 then redis.call('INCRBY', KEYS[1], ARGV[2]); return {'SOLD_OUT', left + tonumber(ARGV[2])} end
+return {'RESERVED', left}
+"""
+
+
+def fails(check, *args, saying: str) -> str:
+    with pytest.raises(AssertionError) as wrong:
+        check(*args)
+    assert saying in str(wrong.value), str(wrong.value)
+    return str(wrong.value)
+
+
+@pytest.mark.parametrize("script, saying", [
+    (SEED, "remember each orderId's decision"),
+    (RESERVE.replace("stock >= tonumber(ARGV[2])", "stock > 0"), "covers the quantity before it decrements"),
+    (RESERVE.replace("if stock >= tonumber(ARGV[2]) then", "if true then"), "stock went below zero"),
+    (RESERVE.replace("return {decision, stock}", "return decision"), "a table of two"),
+], ids=["seed-decr-then-incr", "stock-above-zero", "no-check", "wrong-reply"])
+def test_reservation_check_catches(stack, script, saying):
+    fails(reservation.check, stack, script, saying=saying)
+
+
+def check_then_act(redis, keys, order_id, user_id, quantity, limit_):
+    if int(redis.hget(keys.user_units, user_id) or 0) + quantity > limit_:
+        return "PER_USER_LIMIT"
+    if int(redis.get(keys.stock) or 0) < quantity:
+        return "SOLD_OUT"
+    redis.decrby(keys.stock, quantity)
+    redis.hincrby(keys.user_units, user_id, quantity)
+    return "RESERVED"
+
+
+def counts_refusals(redis, keys, order_id, user_id, quantity, limit_):
+    if redis.hincrby(keys.user_units, user_id, quantity) > limit_:  # counted before it is decided, never undone
+        return "PER_USER_LIMIT"
+    return "RESERVED" if redis.decrby(keys.stock, quantity) >= 0 else "SOLD_OUT"
+
+
+@pytest.mark.parametrize("reserve, saying", [
+    (check_then_act, "users got more than 1 unit"),
+    (counts_refusals, "a refused order must not count against its buyer"),
+], ids=["check-then-act", "counts-refusals"])
+def test_limit_check_catches(stack, reserve, saying):
+    fails(limit.check, stack, reserve, saying=saying)
+
+
+def decode_all(messages, producer):
+    return [ev.Event.model_validate_json(m.value() or b"") for m in messages]
+
+
+def skip_poison(messages, producer):
+    events = []
+    for m in messages:
+        try:
+            events.append(ev.Event.model_validate_json(m.value() or b""))
+        except ValidationError:
+            pass
+    return events
+
+
+def dead_letter_as_text(messages, producer):
+    events = []
+    for m in messages:
+        try:
+            events.append(ev.Event.model_validate_json(m.value() or b""))
+        except ValidationError as error:
+            producer.produce(ev.dead_letter_topic(m.topic()), str(error).encode(), key=m.key())
+    return events
+
+
+@pytest.mark.parametrize("decode, saying", [
+    (decode_all, "the consumer is stuck"),
+    (skip_poison, "poison messages are not in"),
+    (dead_letter_as_text, "must keep the original bytes"),
+], ids=["no-dead-letter", "dropped", "altered"])
+def test_poison_check_catches(stack, decode, saying):
+    fails(poison.check, stack, decode, saying=saying)
+
+
+INSERT = ("INSERT INTO orders (order_id, sale_id, user_id, product_id, quantity, status) "
+          "VALUES (%s, %s, %s, %s, %s, 'PENDING')")
+GUARDED = "UPDATE orders SET status = %s, reason = %s WHERE order_id = %s AND status = 'PENDING'"
+
+
+def orders_handler(insert: str, update: str, announce_row: bool = True):
+    """A handler of the orders table made of these two statements; it announces what the row says (or the event)."""
+    final = {ev.STOCK_RESERVED: "CONFIRMED", ev.STOCK_INSUFFICIENT: "CANCELLED"}
+    announce = {"PENDING": ev.ORDER_SAVED, "CONFIRMED": ev.ORDER_CONFIRMED, "CANCELLED": ev.ORDER_CANCELLED}
+
+    def handle(conn, event):
+        if event.type == ev.ORDER_CREATED:
+            conn.execute(insert, (event.orderId, event.saleId, event.userId, event.productId, event.quantity))
+        elif event.type in final:
+            conn.execute(update, (final[event.type], event.reason, event.orderId))
+        else:
+            return None
+        row = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
+        if row is None:
+            return None
+        said = "PENDING" if event.type == ev.ORDER_CREATED else final[event.type]
+        return event.next(announce[row[0] if announce_row else said])
+    return handle
+
+
+@pytest.mark.parametrize("handle, saying", [
+    (orders_handler(INSERT, GUARDED), "the handler must be safe to run twice"),
+    (orders_handler(INSERT + " ON CONFLICT (order_id) DO UPDATE SET status = 'PENDING'", GUARDED),
+     "moved a CONFIRMED order back to PENDING"),
+    (orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED.replace(" AND status = 'PENDING'", "")),
+     "only a PENDING row may move"),
+    (orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED, announce_row=False),
+     "must not announce order.saved again"),
+], ids=["plain-insert", "upsert", "unguarded-update", "announces-created-again"])
+def test_consumer_check_catches(wired, handle, saying):
+    """By hand only: the session's stack runs a real order service, so the check's own would compete with it."""
+    from flashsale.adapters import postgres
+
+    with postgres.connect(wired.database_url) as conn:
+        fails(consumer.by_hand, conn, handle, f"wrong-{uuid.uuid4().hex[:6]}", saying=saying)
+
+
+def set_status_in_two_transactions(conn, order_id, status, reason=None):
+    row = conn.execute("UPDATE orders SET status = %s WHERE order_id = %s AND status = 'PENDING' "
+                       "RETURNING order_id, user_id, product_id, quantity, sale_id", (status, order_id)).fetchone()
+    if row is None:
+        return False
+    event = ev.Event(type=outbox.STATUS_EVENT[status], orderId=row[0], userId=row[1], productId=row[2],
+                     quantity=row[3], saleId=row[4], reason=reason)
+    conn.execute("INSERT INTO outbox (topic, key, payload) VALUES (%s, %s, %s)",
+                 (event.topic, event.key, event.to_json().decode()))
+    return True
+
+
+def set_status(conn, order_id, status, reason=None):
+    with conn.transaction():
+        return set_status_in_two_transactions(conn, order_id, status, reason)
+
+
+def relay(mark_first: bool = False, wait: bool = True):
+    def relay_once(conn, producer, limit=100):
+        with conn.transaction():
+            rows = conn.execute("SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL ORDER BY id "
+                                "LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
+            if mark_first:
+                conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
+        for _, topic, key, payload in rows:
+            producer.produce(topic, payload.encode(), key=key)
+        if wait:
+            producer.flush(10)
+        if not mark_first:
+            conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
+        return len(rows)
+    return relay_once
+
+
+@pytest.mark.parametrize("set_status_, relay_once, saying", [
+    (set_status_in_two_transactions, relay(), "must commit together or not at all"),
+    (set_status, relay(mark_first=True), "events were lost"),
+    (set_status, relay(wait=False), "events were lost"),
+], ids=["two-transactions", "mark-then-publish", "fire-and-forget"])
+def test_outbox_check_catches(stack, set_status_, relay_once, saying):
+    fails(outbox.check, stack, set_status_, relay_once, saying=saying)
+
+
+def count_every_confirmation(events, sale_id):
+    model = {}
+    for e in events:
+        if e.type == ev.ORDER_CONFIRMED and e.saleId == sale_id:
+            model[e.occurredAt[:19]] = model.get(e.occurredAt[:19], 0) + e.quantity
+    return model
+
+
+def every_sale(events, sale_id):
+    return {"all": sum(e.quantity for e in readmodel.first_confirmations(events).values())}
+
+
+@pytest.mark.parametrize("fold, saying", [
+    (count_every_confirmation, "count each orderId once"),
+    (lambda events, sale_id: readmodel.reference([e for e in events if e.orderId[-1] != "0"], sale_id),
+     "Count the quantity of every order.confirmed"),
+    (every_sale, "count only the events whose saleId is sale_id"),
+], ids=["no-dedupe", "drops-orders", "every-sale"])
+def test_readmodel_check_catches(stack, fold, saying):
+    flash_sale(stack, "gateway", buyers=300, stock=50)
+    fails(readmodel.check, stack, fold, saying=saying)
+
+
+def no_cap(redis, client, rate, burst, now):
+    key = f"ratelimit:{client}"
+    tokens, at = (float(v) if v else None for v in redis.hmget(key, "tokens", "at"))
+    tokens = (burst if tokens is None else tokens) + (now - (at or now)) * rate
+    redis.hset(key, mapping={"tokens": tokens - (tokens >= 1), "at": now})
+    redis.expire(key, 60)
+    return tokens >= 1
+
+
+@pytest.mark.parametrize("allow, saying", [
+    (no_cap, "tokens = min(burst, ...)"),
+    (lambda redis, client, rate, burst, now: True, "the 5th request at once"),
+], ids=["no-cap", "always"])
+def test_ratelimit_check_catches(stack, allow, saying):
+    fails(ratelimit.check, stack, allow, saying=saying)
+
+
+NO_EXPIRE = """
+local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or burst
+tokens = math.min(burst, tokens + math.max(0, now - (tonumber(bucket[2]) or now)) * rate)
+local allowed = 0
+if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+return allowed
+"""
+
+
+def test_ratelimit_check_catches_buckets_that_never_expire(stack):
+    def allow(redis, client, rate, burst, now):
+        return bool(redis.register_script(NO_EXPIRE)(keys=[f"ratelimit:{client}"], args=[rate, burst, now]))
+
+    fails(ratelimit.check, stack, allow, saying="never expire")
