@@ -1,4 +1,4 @@
-"""The sale: start one, find the current one, count it.
+"""The sale: start one, find the current one, count it, rebuild it in Redis.
 
 A sale lives in PostgreSQL (the record) and in Redis (the hot counters the
 gateway and inventory use). Each new sale gets a new id and fresh Redis keys,
@@ -7,7 +7,7 @@ so events of an old sale that arrive late cannot touch the new one.
 import json
 from dataclasses import asdict, dataclass
 
-from flashsale.rules.reservation import SaleKeys
+from flashsale.rules.reservation import RESERVED, SaleKeys
 
 CURRENT = "sale:current"
 
@@ -70,3 +70,40 @@ def sale_counts(pg, redis, sale: Sale) -> dict:
             "confirmedUnits": by_status.get("CONFIRMED", (0, 0))[1],
             "cancelled": by_status.get("CANCELLED", (0, 0))[0],
             "pending": by_status.get("PENDING", (0, 0))[0]}
+
+
+def reconcile(pg, redis) -> Sale | None:
+    """Rebuild the current sale in Redis from PostgreSQL, after Redis came back without it (a lost disk).
+
+    The orders table knows every decision inventory made, but only once none is in flight: the inventory
+    service is stopped and the orders service has applied every inventory.* event (its group has caught
+    up on inventory.events). Then a CONFIRMED row is a reserved unit, a CANCELLED row a refusal, and a
+    PENDING row an order that inventory will decide when it starts again, on the rebuilt stock.
+    `Stack.restart("redis")` keeps to that window; called outside it, a decision not yet in the table is
+    forgotten and its unit could be sold twice. Only the current sale is rebuilt: late events of older
+    sales find no sale and are refused.
+    """
+    row = pg.execute("SELECT sale_id, product_id, product_name, initial_stock, per_user_limit FROM sales "
+                     "ORDER BY sale_id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    sale = Sale(*row)
+    decided = pg.execute("SELECT order_id, user_id, quantity, status, reason FROM orders "
+                         "WHERE sale_id = %s AND status <> 'PENDING'", (sale.saleId,)).fetchall()
+    decisions = {order: RESERVED if status == "CONFIRMED" else reason or status for order, _, _, status, reason in decided}
+    user_units: dict[str, int] = {}
+    for _, user, quantity, status, _ in decided:
+        if status == "CONFIRMED":
+            user_units[user] = user_units.get(user, 0) + quantity
+    keys = sale.keys
+    with redis.pipeline(transaction=True) as pipe:  # all at once; the current-sale pointer last
+        pipe.delete(keys.decisions, keys.user_units)
+        pipe.set(keys.stock, sale.initialStock - sum(user_units.values()))
+        if decisions:
+            pipe.hset(keys.decisions, mapping=decisions)
+        if user_units:
+            pipe.hset(keys.user_units, mapping=user_units)
+        pipe.set(f"sale:{sale.saleId}", json.dumps(asdict(sale)))
+        pipe.set(CURRENT, json.dumps(asdict(sale)))
+        pipe.execute()
+    return sale

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import ValidationError
 
@@ -118,6 +118,30 @@ def assign_from_committed(consumer: Consumer, partitions: list[TopicPartition]) 
     committed = consumer.committed(partitions, timeout=10)
     consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
                      for tp in committed])
+
+
+def unread(bootstrap: str, group: str, topics: Iterable[str], partitions: int, on_s3: bool = False,
+           timeout: float = 30) -> int:
+    """How many events of `topics` lie past `group`'s committed offsets, counted by reading them to the end.
+
+    Read, not computed: tansu reports a partition's end (its high watermark) a batch short. This client only
+    assigns itself the partitions, so it neither joins the group nor commits anything.
+    """
+    reader = consumer(bootstrap, group, on_s3, **{"enable.partition.eof": True})
+    try:
+        assign_from_committed(reader, [TopicPartition(t, p) for t in topics for p in range(partitions)])
+        count, at_end, deadline = 0, set(), time.monotonic() + timeout
+        while len(at_end) < len(reader.assignment()):  # every partition has said "end" at least once
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {list(topics)} to the end in {timeout} s")
+            for message in reader.consume(1000, timeout=0.2):
+                if message.error() is None:
+                    count += 1
+                elif message.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add((message.topic(), message.partition()))
+        return count
+    finally:
+        reader.close()
 
 
 class StopFlag:

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
-from flashsale.sale import Sale, current_sale, sale_counts, start_sale
+from flashsale.events import INVENTORY_EVENTS
+from flashsale.sale import Sale, current_sale, reconcile, sale_counts, start_sale
 from flashsale.settings import Settings
 from flashsale.stack import embedded
 from flashsale.stack.processes import StackError, alive, free_port, port_open, require_free, spawn, stop, tail, wait_until
@@ -254,6 +255,8 @@ class Stack:
                     stop(info["pid"], info.get("signal", signal.SIGTERM))
             if name in INFRA:
                 clients = self._stop_clients() if name == "kafka" and self._memory_broker else set()
+                if name == "redis":  # with an empty Redis it would refuse every order (see _recover_sale)
+                    self.kill("inventory", signal.SIGTERM)
                 self.start_infra(name)
                 info = self.load()["processes"][name]
                 wait_until(lambda: self._healthy(name, info), timeout, f"{name} did not restart",
@@ -261,9 +264,32 @@ class Stack:
                 if name == "kafka":  # a memory broker comes back empty
                     kafka.ensure_topics(self.wired().kafka_bootstrap_servers, self.settings.partitions)
                     self._start_clients(clients, timeout)
+                if name == "redis":
+                    self._recover_sale(timeout)
             else:
                 self._service_up(name)
                 self._wait_healthy([name], timeout)
+
+    def _recover_sale(self, timeout: float) -> None:
+        """After a Redis restart, with inventory stopped: rebuild the sale if Redis lost it, then start inventory.
+
+        Redis's append-only file keeps the sale across a crash; a lost disk does not. Then the sale is rebuilt
+        from the orders table (`sale.reconcile`), once the orders service has applied every decision that
+        inventory published (nothing left unread on inventory.events). Until then the gateway answers 503
+        (no sale); inventory, started last, decides what is still PENDING.
+        """
+        settings = self.wired()
+        redis = redis_adapter.connect(settings.redis_url)
+        sale = current_sale(redis)
+        if sale is None or not redis.exists(sale.keys.stock):
+            self._service_up("orders")
+            wait_until(lambda: kafka.unread(settings.kafka_bootstrap_servers, "orders", [INVENTORY_EVENTS],
+                                            settings.partitions, settings.broker_on_s3) == 0,
+                       timeout, "orders did not apply every inventory decision", self.log_path("orders"))
+            with postgres.connect(settings.database_url) as pg:
+                reconcile(pg, redis)
+        self._service_up("inventory")
+        self._wait_healthy(["inventory"], timeout)
 
     @property
     def _memory_broker(self) -> bool:
