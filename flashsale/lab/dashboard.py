@@ -12,6 +12,8 @@ returns: `await` whatever takes a while (`lab.background` runs it in a thread).
 import asyncio
 import html
 import threading
+import time
+from copy import deepcopy
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
@@ -29,11 +31,11 @@ STATUSES = ("pending", "confirmed", "cancelled")
 
 class Dashboard:
     def __init__(self, stack: Stack):
-        self.stack, self.watcher, self.fig = stack, Watcher(stack), _figure()
+        self.stack, self.watcher, self.fig = stack, Watcher(stack), go.FigureWidget(_figure())
         self.header, self.feed, self.note = widgets.HTML(), widgets.HTML(), widgets.HTML()
         self.lights = {name: widgets.HTML(layout=widgets.Layout(width="130px")) for name in (*SERVICES, *INFRA)}
         self.widget = widgets.VBox([self.header, self.fig, widgets.HBox([self.feed, self._buttons()])])
-        self._drawn, self._message = -1, ""
+        self._drawn, self._message, self._synced = -1, "", 0.0
         self.watcher.start()
         self.task = asyncio.get_running_loop().create_task(self._redraw())
 
@@ -50,6 +52,7 @@ class Dashboard:
     def stop(self) -> str:
         self.task.cancel()
         self.watcher.stop()
+        self._synced = 0.0
         self._draw(self.watcher.snapshot())
         return "dashboard stopped"
 
@@ -96,6 +99,11 @@ class Dashboard:
             self.fig.data[2].x, self.fig.data[3].x = snap["accept_ms"], snap["e2e_ms"]
             self.fig.data[4].x = [f"{r['group']} {r['topic'].split('.')[0]}/{r['partition']}" for r in lag]
             self.fig.data[4].y = [r["lag"] for r in lag]
+        if time.monotonic() - self._synced > 1:
+            # A FigureWidget view renders from these two traits, and later views only hear the edits. JupyterLab
+            # sometimes renders an output again (seen under load): keep the full figure there, so it starts current.
+            self.fig._widget_data, self.fig._widget_layout = deepcopy(self.fig._data), deepcopy(self.fig._layout_obj._props)
+            self._synced = time.monotonic()
         self.header.value = _header(snap)
         self.feed.value = _feed(snap["feed"])
         for name, light in self.lights.items():
@@ -105,7 +113,7 @@ class Dashboard:
         self._drawn = snap["version"]
 
 
-def _figure() -> go.FigureWidget:
+def _figure() -> go.Figure:
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.18, subplot_titles=(
         "available stock", "orders by status", "latency (ms): accept vs end-to-end", "consumer lag per partition"))
     fig.add_scatter(x=[], y=[], name="stock", mode="lines+markers", line_shape="hv", row=1, col=1)
@@ -117,7 +125,7 @@ def _figure() -> go.FigureWidget:
     fig.update_xaxes(title_text="seconds", row=1, col=1)
     fig.update_layout(height=560, barmode="overlay", template="plotly_white", margin=dict(l=40, r=20, t=40, b=40),
                       legend=dict(orientation="h", y=-0.12))
-    return go.FigureWidget(fig)
+    return fig
 
 
 def _header(snap: dict) -> str:
