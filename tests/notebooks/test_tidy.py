@@ -1,0 +1,33 @@
+"""The notebooks as committed: tidy (generated navigation up to date, no stray outputs), and shaped like lessons."""
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+
+
+def test_there_are_seven_notebooks():
+    assert [path.name[:2] for path in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06"]
+
+
+def test_navigation_and_outputs_are_as_the_tool_writes_them():
+    check = subprocess.run([sys.executable, "tools/notebooks.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_each_notebook_is_a_lesson(path: Path):
+    cells = nbformat.read(path, as_version=4).cells
+    markdown = [c.source for c in cells if c.cell_type == "markdown"]
+    code = [c.source for c in cells if c.cell_type == "code"]
+    assert 15 <= len(cells) <= 40
+    assert sum(len(s.split()) for s in markdown) > 3 * sum(len(s.split()) for s in code), "more prose than code"
+    assert "**Goals" in markdown[1], "goals at the top, right after the navigation"
+    assert sum("lab.start(" in s for s in code) == 1, "one setup cell"
+    assert "lab.stop(stack)" in code[-1], "a teardown cell at the end"
+    assert any("## Summary" in s for s in markdown[-3:]), "a summary at the end"
+    assert max(len(s.splitlines()) for s in code) <= 8, "short cells: helpers live in flashsale.lab"

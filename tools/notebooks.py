@@ -1,0 +1,108 @@
+"""Keep the notebooks tidy: generated navigation and contents cells, no outputs, no execution counts.
+
+    python tools/notebooks.py          # rewrite them in place (run it before committing a notebook)
+    python tools/notebooks.py --check  # exit 1 if any notebook is not as this tool would write it
+
+Generated cells carry the metadata {"flashsale": "nav"} or {"flashsale": "contents"}: never edit them by
+hand. The navigation (previous | contents | next) opens and closes every notebook; the contents table,
+in the first notebook, lists each notebook's title, goal and minutes from its metadata ("flashsale":
+{"goal", "minutes"}). A cell marked NBVAL_CHECK_OUTPUT keeps its output and an execution count: that
+output is the lesson's fact, which `pytest --nbval-lax` compares the fresh run against.
+"""
+import sys
+from pathlib import Path
+
+import nbformat
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+CHECKED = "NBVAL_CHECK_OUTPUT"
+GENERATED = ("nav", "contents")
+
+
+def notebook_paths() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+
+
+def title(nb) -> str:
+    """The first `# ` heading of the first hand-written markdown cell."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.metadata.get("flashsale") not in GENERATED:
+            return next(line[2:].strip() for line in cell.source.splitlines() if line.startswith("# "))
+    raise ValueError("a notebook needs a `# Title` in its first markdown cell")
+
+
+def nav_cell(paths: list[Path], titles: list[str], i: int, where: str):
+    previous = f"[← {titles[i - 1]}]({paths[i - 1].name})" if i > 0 else "← (this is the first)"
+    following = f"[{titles[i + 1]} →]({paths[i + 1].name})" if i + 1 < len(paths) else "(this is the last) →"
+    text = f"{previous} | [Contents]({paths[0].name}#Contents) | {following}"
+    return _generated(nbformat.v4.new_markdown_cell(text), "nav", f"nav-{where}")
+
+
+def contents_cell(paths: list[Path], notebooks: list) -> object:
+    rows = [f"| [{title(nb)}]({path.name}) | {nb.metadata['flashsale']['goal']} | {nb.metadata['flashsale']['minutes']} |"
+            for path, nb in zip(paths, notebooks)]
+    total = sum(nb.metadata["flashsale"]["minutes"] for nb in notebooks)
+    text = "\n".join(["## Contents", "", "| notebook | goal | minutes |", "| --- | --- | --- |", *rows,
+                      f"| | the whole lab | {total} |"])
+    return _generated(nbformat.v4.new_markdown_cell(text), "contents", "contents")
+
+
+def _generated(cell, kind: str, cell_id: str):
+    cell.metadata["flashsale"] = kind
+    cell.id = cell_id
+    return cell
+
+
+def tidy(nb, i: int, paths: list[Path], titles: list[str], notebooks: list):
+    cells = [c for c in nb.cells if c.metadata.get("flashsale") not in GENERATED]
+    code_cells = [c for c in cells if c.cell_type == "code"]
+    for cell in cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags", "flashsale")}
+    for count, cell in enumerate(code_cells, start=1):
+        # nbval compares only cells that were run: a checked cell keeps the count a top-to-bottom run gives it.
+        cell.execution_count = count if CHECKED in cell.source else None
+        if CHECKED not in cell.source:
+            cell.outputs = []
+        for output in cell.outputs:
+            if output.get("output_type") == "execute_result":
+                output["execution_count"] = cell.execution_count
+    if i == 0:
+        cells.insert(1, contents_cell(paths, notebooks))
+    nb.cells = [nav_cell(paths, titles, i, "top"), *cells, nav_cell(paths, titles, i, "bottom")]
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info", "flashsale")}
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def problems(nb, path: Path) -> list[str]:
+    found = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and CHECKED in cell.source and not cell.outputs:
+            found.append(f"{path.name}: a {CHECKED} cell has no expected output:\n{cell.source}")
+    return found
+
+
+def main(check: bool) -> int:
+    paths = notebook_paths()
+    notebooks = [nbformat.read(path, as_version=4) for path in paths]
+    titles = [title(nb) for nb in notebooks]
+    stale, errors = [], []
+    for i, (path, nb) in enumerate(zip(paths, notebooks)):
+        text = nbformat.writes(tidy(nb, i, paths, titles, notebooks), version=4) + "\n"
+        errors += problems(nb, path)
+        if path.read_text() != text:
+            stale.append(path.name)
+            if not check:
+                path.write_text(text)
+    for error in errors:
+        print(error, file=sys.stderr)
+    if check and stale:
+        print(f"not tidy (run `python tools/notebooks.py`): {', '.join(stale)}", file=sys.stderr)
+    elif stale:
+        print(f"rewrote {', '.join(stale)}")
+    return 1 if errors or (check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(check="--check" in sys.argv[1:]))
