@@ -1,0 +1,121 @@
+"""The lab in a real browser: JupyterLab in headless Chromium runs notebook 03, and the live dashboard draws.
+
+The test starts its own JupyterLab (fixed token, free port) on a copy of the notebooks (JupyterLab
+autosaves, and the committed notebooks must stay without outputs), opens 03, runs Run -> Run All
+Cells from the menu, waits until the notebook's teardown has stopped its stack, and then asks the
+page's plotly node whether the dashboard's first trace (available stock over time) holds points.
+The screenshot is kept as test-artifacts/lab-notebook-03.png.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lab_processes import clean_up, ledger, survivors
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+NOTEBOOK = "03-event-driven.ipynb"
+SCREENSHOT = ROOT / "test-artifacts" / "lab-notebook-03.png"
+TOKEN = "flashsale-browser-test"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+# Render every cell (no windowing, so the dashboard stays in the DOM) and ask nothing about news.
+SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+            "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                               "checkForUpdates": False}}
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900),
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
+
+
+def wait_for(check, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError, ValueError):
+            pass
+        time.sleep(every)
+    raise TimeoutError(f"{what}: not after {timeout:.0f} s")
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A JupyterLab of our own; yields (url, the notebook's stack home)."""
+    from flashsale.stack.processes import free_port
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
+        shutil.copy(path, notebooks)
+    for name, values in SETTINGS.items():
+        target = tmp_path / "settings" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    port, log = free_port(), open(tmp_path / "jupyterlab.log", "wb")
+    env = {**os.environ, "FLASHSALE_HOME": str(tmp_path / "home"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
+                               "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+                               f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={notebooks}"],
+                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url, home = f"http://127.0.0.1:{port}", tmp_path / "home" / Path(NOTEBOOK).stem
+    try:
+        wait_for(lambda: httpx.get(f"{url}/api/status", params={"token": TOKEN}).status_code == 200, 120,
+                 "JupyterLab did not start")
+        yield url, home
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server shuts its kernels down
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        clean_up(home)
+
+
+def torn_down(home: Path) -> bool:
+    """The notebook's last cell ran: its stack had started, and now its process table is empty."""
+    state = json.loads((home / "stack.json").read_text())
+    return bool(ledger(home)) and state["processes"] == {}
+
+
+def test_notebook_03_runs_in_jupyterlab_and_the_dashboard_draws(jupyterlab):
+    from playwright.sync_api import sync_playwright
+
+    url, home = jupyterlab
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        errors = []
+        page.on("console", lambda message: message.type == "error" and errors.append(message.text[:500]))
+        try:
+            page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={TOKEN}", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            wait_for(lambda: any(k["execution_state"] == "idle" for k in
+                                 httpx.get(f"{url}/api/kernels", params={"token": TOKEN}).json()), 120, "no idle kernel")
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+            wait_for(lambda: torn_down(home), 600, "notebook 03 did not reach its teardown", every=2)
+            points = page.wait_for_function(
+                "() => { const plot = document.querySelector('.js-plotly-plot');"
+                "        return plot && plot.data && plot.data.length && plot.data[0].x && plot.data[0].x.length; }",
+                timeout=60_000)
+            assert points.json_value() > 0, errors
+            assert survivors(home) == []
+        finally:
+            plot = page.locator(".js-plotly-plot").first
+            if plot.count():
+                plot.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOT))
+            browser.close()
