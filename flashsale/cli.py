@@ -161,6 +161,28 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
 
 
 @app.command()
+def slides(output: Path = typer.Option(..., help="Folder for flashsale.html, the self-contained deck."),
+           url: Optional[str] = typer.Option(None, help="Buyer URL for the QR code (default: this machine's, "
+                                                        "as `up --public` prints it)."),
+           measure: bool = typer.Option(False, help="Race this machine's stack first (as `flashsale demo`) and "
+                                                    "record the numbers in slides/demo-run.json.")):
+    """Build the talk's deck: one reveal.js HTML file that needs no network to show."""
+    from flashsale import slides as deck
+
+    if measure:
+        try:
+            record = deck.measure(stack())
+        except StackError as error:
+            fail(error)
+        console.print("recorded: " + ", ".join(f"{name} sold {s['sold']}" for name, s in record["systems"].items()))
+    try:
+        path = deck.build(output, url=url)
+    except Exception as error:  # a missing notebook, a cell that failed: say which, without a traceback
+        fail(StackError(f"the deck did not build: {str(error).strip().splitlines()[-1]}"))
+    console.print(f"deck: {path.resolve()} ({deck.count_slides(path.read_text())} slides)", highlight=False)
+
+
+@app.command()
 def lab(port: int = typer.Option(8888)):
     """Open JupyterLab on the notebooks."""
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"

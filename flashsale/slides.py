@@ -1,0 +1,163 @@
+"""`flashsale slides`: the talk's deck, a reveal.js slideshow built from `slides/flashsale.ipynb`.
+
+The build runs the deck notebook (its few code cells draw the figures below), then converts it with
+nbconvert and a template that inlines reveal.js (`flashsale/deck/`): one HTML file, no CDN, so it opens
+in a room without Wi-Fi. The oversell numbers are a real run's, kept in `slides/demo-run.json`;
+`--measure` races this machine's stack first and records new ones. Present it from that file, or live
+from JupyterLab with RISE (`jupyterlab-rise`: open the notebook, press Alt-R).
+"""
+import json
+import os
+import platform
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+from IPython.display import HTML, SVG
+
+from flashsale import live
+from flashsale.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "slides" / "flashsale.ipynb"
+RUN = ROOT / "slides" / "demo-run.json"
+DECK = Path(__file__).resolve().parent / "deck"
+SYSTEMS = ("naive shop", "locked shop", "event-driven")
+
+
+def build(output: Path, notebook: Path = NOTEBOOK, url: str | None = None, run: Path = RUN) -> Path:
+    """Write `<output>/flashsale.html`, the self-contained deck, and return its path."""
+    import nbformat
+    from nbconvert import SlidesExporter
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    if not notebook.exists() or not run.exists():
+        raise FileNotFoundError(f"{notebook} and {run} make the deck; they come with the repository (pip install -e .)")
+    nb = nbformat.read(notebook, as_version=4)
+    url = url or live.buyer_url(Settings().gateway_port)
+    with _environment(FLASHSALE_SLIDES_URL=url, FLASHSALE_SLIDES_RUN=str(run.resolve())):
+        ExecutePreprocessor(timeout=120, kernel_name="python3").preprocess(
+            nb, {"metadata": {"path": str(notebook.parent)}})
+    exporter = SlidesExporter(template_name="flashsale", extra_template_basedirs=[str(DECK)], exclude_input=True,
+                              exclude_input_prompt=True, exclude_output_prompt=True, reveal_url_prefix="data:text/css,",
+                              reveal_width="1280", reveal_height="720", reveal_transition="fade")
+    assets = {name.replace(".", "_"): (DECK / name).read_text() for name in
+              ("reveal.js", "reveal.css", "notes.js", "deck.css")} | {"theme_css": (DECK / "white.css").read_text()}
+    html, _ = exporter.from_notebook_node(nb, resources={"deck": assets})
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "flashsale.html").write_text(html)
+    return output / "flashsale.html"
+
+
+def count_slides(html: str) -> int:
+    """Slides as reveal.js counts them: every <section> with no <section> inside."""
+    from html.parser import HTMLParser
+
+    class Sections(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.open, self.leaves = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "section":
+                if self.open:
+                    self.open[-1] = False  # it has a section inside: not a leaf
+                self.open.append(True)
+
+        def handle_endtag(self, tag):
+            if tag == "section" and self.open:
+                self.leaves += self.open.pop()
+
+    parser = Sections()
+    parser.feed(html)
+    return parser.leaves
+
+
+@contextmanager
+def _environment(**values: str):
+    """The deck's kernel inherits these: where the numbers are, which URL the QR code names."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.update({name: value})
+
+
+def measure(stack, buyers: int = 1000, stock: int = 100, path: Path = RUN) -> dict:
+    """Race the three checkouts as `flashsale demo` does; record the numbers for the deck."""
+    from flashsale import demo
+
+    stack.up()
+    outcomes = {"naive shop": demo.race_shop(stack, "naive", buyers, stock),
+                "locked shop": demo.race_shop(stack, "locked", buyers, stock),
+                "event-driven": demo.race_events(stack, buyers, stock)}
+    record = {"measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": "flashsale slides --measure (the three races of `flashsale demo`)",
+              "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, embedded stack",
+              "buyers": buyers, "stock": stock, "paymentDelayMs": stack.settings.payment_delay_ms,
+              "systems": {name: {"sold": o.sold, "oversold": o.oversold, "acceptedPerS": round(o.race.accepted_per_s),
+                                 "p50Ms": round(o.race.latency_ms(0.5)), "p99Ms": round(o.race.latency_ms(0.99)),
+                                 "settledS": None if o.settled_s is None else round(o.settled_s, 2),
+                                 "answers": {str(k): v for k, v in o.race.statuses().items()}}
+                          for name, o in outcomes.items()}}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+# --- what the deck's code cells show ------------------------------------------------------------------
+
+def recorded() -> dict:
+    return json.loads(Path(os.environ.get("FLASHSALE_SLIDES_RUN", RUN)).read_text())
+
+
+def numbers() -> HTML:
+    """The three-way race as a table, with when, where and how it was measured."""
+    run, rows = recorded(), []
+    for name in SYSTEMS:
+        s = run["systems"][name]
+        settled = "never" if s["settledS"] is None else f"{s['settledS']:.1f}"
+        rows.append(f"<tr><td>{name}</td><td class='{'bad' if s['oversold'] else 'good'}'>{s['sold']:,}</td>"
+                    f"<td class='{'bad' if s['oversold'] else 'good'}'>{s['oversold']:,}</td>"
+                    f"<td>{s['acceptedPerS']:,}</td><td>{s['p50Ms']:,}</td><td>{s['p99Ms']:,}</td>"
+                    f"<td>{settled}</td></tr>")
+    return HTML(f"<table class='numbers'><tr><th>checkout</th><th>sold</th><th>oversold</th><th>accepted/s</th>"
+                f"<th>p50 ms</th><th>p99 ms</th><th>all settled, s</th></tr>{''.join(rows)}</table>"
+                f"<p class='caption'>{run['buyers']:,} buyers, {run['stock']} phones, a {run['paymentDelayMs']} ms "
+                f"payment. Measured {run['measured'][:10]} on {escape(run['machine'])} by "
+                f"<code>{escape(run['command'])}</code>.</p>")
+
+
+def sold_chart() -> SVG:
+    """Phones sold by each checkout, against the phones there were."""
+    run = recorded()
+    sold = [run["systems"][name]["sold"] for name in SYSTEMS]
+    top, width = max(sold + [run["stock"]]), 760
+    bars = []
+    for i, (name, n) in enumerate(zip(SYSTEMS, sold)):
+        y, w = 30 + i * 90, max(4, n / top * width)
+        color = "#c0392b" if n > run["stock"] else "#1e8449"
+        bars.append(f'<text x="190" y="{y + 42}" text-anchor="end" font-size="26">{name}</text>'
+                    f'<rect x="210" y="{y}" width="{w:.0f}" height="60" fill="{color}"/>'
+                    f'<text x="{220 + w:.0f}" y="{y + 42}" font-size="28" font-weight="bold">{n:,}</text>')
+    x = 210 + run["stock"] / top * width
+    return SVG(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1100 320" width="1100" height="320" '
+               f'font-family="Helvetica, sans-serif">{"".join(bars)}'
+               f'<line x1="{x:.0f}" y1="15" x2="{x:.0f}" y2="300" stroke="#333" stroke-width="3" '
+               'stroke-dasharray="8 6"/>'
+               f'<text x="{x + 8:.0f}" y="312" font-size="22">in stock: {run["stock"]}</text></svg>')
+
+
+def flow() -> SVG:
+    """The design: HTTP in, one log, three consumers, each with its own store; updates back by WebSocket."""
+    return SVG((DECK / "flow.svg").read_text())
+
+
+def demo_qr() -> HTML:
+    """The buyer page's URL and its QR code: the audience buys from their phones."""
+    url = os.environ.get("FLASHSALE_SLIDES_URL") or live.buyer_url(Settings().gateway_port)
+    return HTML(f"<div id='flashsale-demo' class='demo'>{live.qr_svg(url, scale=12)}"
+                f"<div><p>Scan, or open</p><p class='url'>{escape(url)}</p><p>and press <b>Buy Now</b>.</p></div>"
+                "</div>")
