@@ -30,20 +30,21 @@ class Tally:
     oversold: int = 0
     double_reservations: int = 0  # stock taken twice for one order, or a user over the limit
     lost_by_design: int = 0  # accepted, then lost with a memory broker's contents: the documented risk
+    hostile: Counter = field(default_factory=Counter)  # generated requests, and how many got a 5xx
 
     def line(self) -> str:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.injections.items()))
         return (f"injections {sum(self.injections.values())} ({kinds}); sales {self.sales}, orders {self.orders}, "
                 f"lost {self.lost}, oversold {self.oversold}, double reservations {self.double_reservations}; "
                 f"lost with the memory broker's contents (documented, not counted) {self.lost_by_design}; "
-                f"seed {SEED}")
+                f"generated requests {self.hostile['requests']}, 5xx {self.hostile['5xx']}; seed {SEED}")
 
 
 TALLY = Tally()
 
 
 def pytest_terminal_summary(terminalreporter):
-    if TALLY.sales or TALLY.injections:
+    if TALLY.sales or TALLY.injections or TALLY.hostile:
         terminalreporter.write_sep("=", "fault suite")
         terminalreporter.write_line(TALLY.line())
 
