@@ -37,6 +37,8 @@ class Stack:
         self.state_file = self.home / "stack.json"
         if self.settings.public or self.load().get("public"):
             self.settings = self._public(self.settings)
+        if self.load().get("durable"):  # `up --durable` holds for every later command (kill, restart), until `down`
+            self.settings = self.settings.model_copy(update={"durable": True})
 
     def _public(self, settings: Settings) -> Settings:
         """Live mode keeps its protections on for every later command, until `down`."""
@@ -86,7 +88,7 @@ class Stack:
             for service in HTTP_SERVICES:  # refuse early, before starting anything, if a fixed port is taken
                 if not alive(state["processes"].get(service, {}).get("pid")):
                     require_free(getattr(self.settings, f"{service}_port"), service)
-            state["public"] = self.settings.public
+            state["public"], state["durable"] = self.settings.public, self.settings.durable
             self.save(state)
             broker_was_down = not alive(state["processes"].get("kafka", {}).get("pid"))
             clients = self._stop_clients() if broker_was_down and self._memory_broker else set()
@@ -340,14 +342,14 @@ class Stack:
     # --- down ---------------------------------------------------------------------------------
 
     def down(self) -> None:
-        """Stop services first (they finish their batch and commit), then the servers."""
+        """Stop services first (they finish their batch and commit), then the servers; the broker before its S3 store."""
         with self.locked():
             state = self.load()
-            order = sorted(state["processes"], key=lambda n: n in (*INFRA, "seaweedfs"))
+            order = sorted(state["processes"], key=lambda n: (n in (*INFRA, "seaweedfs"), n == "seaweedfs"))
             for name in order:
                 info = state["processes"][name]
                 stop(info["pid"], info.get("signal", signal.SIGTERM))
-            state["processes"], state["public"] = {}, False
+            state["processes"], state["public"], state["durable"] = {}, False, False
             self.save(state)
             if self.settings.infra == "docker":
                 from flashsale.stack import docker

@@ -64,11 +64,17 @@ def stop(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10) -> Non
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
-    """Until the process is reaped, not merely a zombie: a killed process's leader turns zombie while its
-    other threads still exit and hold its files, so its port could still take a connection (measured)."""
+    """Until every thread has exited, not only the main one: a killed process's main thread turns zombie while
+    its other threads still exit and hold its files, so its port could still take a connection (measured)."""
     deadline = time.monotonic() + timeout
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         _reap(pid)
+        try:
+            process = psutil.Process(pid)
+            if process.status() == psutil.STATUS_ZOMBIE and process.num_threads() <= 1:
+                return  # its parent has yet to collect it, but it holds nothing any more
+        except psutil.NoSuchProcess:
+            return
         time.sleep(0.01)
 
 
