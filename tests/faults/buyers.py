@@ -28,6 +28,8 @@ class SteadyBuyers:
         self.answers: list[Answer] = []
         self.started = 0.0
         self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._sale()), daemon=True, name="buyers")
 
     def start(self) -> "SteadyBuyers":
@@ -37,6 +39,11 @@ class SteadyBuyers:
 
     def stop(self) -> None:
         self._stopped = True
+        try:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._stop_event.set)  # wakes the buyers still waiting to arrive
+        except RuntimeError:
+            pass  # every buyer had arrived: the sale's loop is closed
 
     def join(self, timeout: float = 120) -> None:
         self._thread.join(timeout)
@@ -58,14 +65,19 @@ class SteadyBuyers:
         return Counter(a.status for a in self.answers)
 
     async def _sale(self) -> None:
+        self._loop, self._stop_event = asyncio.get_running_loop(), asyncio.Event()
+        if self._stopped:
+            self._stop_event.set()
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
             await asyncio.gather(*(self._buy(session, i, user) for i, user in enumerate(self.users)))
 
     async def _buy(self, session: aiohttp.ClientSession, i: int, user: str) -> None:
-        await asyncio.sleep(max(0.0, self.started + i / self.rate - time.monotonic()))
-        if self._stopped:
+        try:  # until it is this buyer's turn, or the sale stops
+            await asyncio.wait_for(self._stop_event.wait(), max(0.0, self.started + i / self.rate - time.monotonic()))
             return
+        except asyncio.TimeoutError:
+            pass
         sent_at, status, order_id = self.elapsed(), 0, None
         try:
             async with session.post(self.url, json={"userId": user, "productId": self.product_id, "quantity": 1}) as r:

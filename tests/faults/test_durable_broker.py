@@ -9,6 +9,8 @@ import time
 import pytest
 
 from flashsale.lab.checks import settle, unsettled
+from flashsale.settings import Settings
+from flashsale.stack.control import Stack
 
 from .buyers import SteadyBuyers
 from .conftest import SEED, TALLY, checked, new_stack, wait_for
@@ -47,3 +49,8 @@ def test_kill_9_of_the_durable_broker_mid_sale_loses_no_accepted_order(durable_s
     state = checked(durable_stack, sale.saleId, buyers.accepted)
     assert state.ok and state.lost == 0, state.as_dict()
     assert state.confirmed == min(500, state.confirmed + state.cancelled), state.as_dict()
+
+
+def test_later_commands_keep_the_broker_durable(durable_stack):
+    later = Stack(Settings(home=durable_stack.home))  # what `flashsale restart kafka` builds, without --durable
+    assert later.settings.durable and later.wired().broker_on_s3
