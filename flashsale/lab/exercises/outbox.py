@@ -9,11 +9,12 @@ once after it has it but before the rows are marked. Nothing may be lost; duplic
 are allowed only for a batch in flight at a crash (at least once).
 """
 import json
-import multiprocessing
 import os
 import signal
-import traceback
+import subprocess
+import sys
 
+import cloudpickle
 from confluent_kafka import Producer
 
 from flashsale import events as ev
@@ -201,38 +202,42 @@ class CrashingProducer(Producer):
         return left
 
 
-def _producer(settings, crash: str | None = None, limit: int = 0) -> Producer:
+def _config(bootstrap: str) -> dict:
     # linger.ms: a message waits in memory until flush() sends it, so a crash before the flush loses it.
-    config = {"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all", "enable.idempotence": True,
-              "linger.ms": 60000, "queue.buffering.max.messages": 100000}
-    return CrashingProducer(config, crash, limit) if crash else Producer(config)
+    return {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 60000,
+            "queue.buffering.max.messages": 100000}
+
+
+def _producer(settings) -> Producer:
+    return Producer(_config(settings.kafka_bootstrap_servers))
 
 
 def _relay_process(settings, relay_once, limit: int, crash: str) -> tuple[int, str | None]:
-    """Run the relay in a process of its own (forked: it knows the notebook's functions) until it is killed."""
-    fork = multiprocessing.get_context("fork")
-    errors, report = fork.Pipe(duplex=False)
-
-    def relay():
-        try:
-            with postgres.connect(settings.database_url) as conn:
-                producer = _producer(settings, crash, limit)
-                while relay_once(conn, producer, limit=limit):
-                    pass
-        except BaseException:
-            report.send(traceback.format_exc(limit=-3))
-            os._exit(1)
-        os._exit(0)
-
-    process = fork.Process(target=relay, daemon=True)
-    process.start()
-    report.close()
-    process.join(120)
-    if process.is_alive():
-        process.kill()
-        process.join()
-        return process.exitcode, "the relay did not finish within 2 minutes"
+    """Run the relay in a process of its own until it is killed: a fresh interpreter, given the learner's
+    function by value (cloudpickle: it was defined in a notebook), never a fork of a kernel full of threads."""
+    payload = cloudpickle.dumps((relay_once, settings.database_url, settings.kafka_bootstrap_servers, limit, crash))
+    child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     try:
-        return process.exitcode, errors.recv() if errors.poll(1) else None
-    except EOFError:  # killed, or done, without a word
-        return process.exitcode, None
+        _, errors = child.communicate(payload, timeout=120)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return child.returncode, "the relay did not finish within 2 minutes"
+    text = errors.decode(errors="replace").strip()
+    if child.returncode not in (0, -signal.SIGKILL):
+        return child.returncode, text[-3000:] or f"the relay's process died with code {child.returncode}"
+    return child.returncode, None
+
+
+def _relay_until_killed() -> None:
+    """The relay's process: relay until nothing is left, or until the crashing producer kills it."""
+    relay_once, database_url, bootstrap, limit, crash = cloudpickle.loads(sys.stdin.buffer.read())
+    with postgres.connect(database_url) as conn:
+        producer = CrashingProducer(_config(bootstrap), crash, limit)
+        while relay_once(conn, producer, limit=limit):
+            pass
+
+
+if __name__ == "__main__":
+    _relay_until_killed()
