@@ -349,6 +349,9 @@ class Stack:
             for name in order:
                 info = state["processes"][name]
                 stop(info["pid"], info.get("signal", signal.SIGTERM))
+            weed_ports = state["ports"].get("seaweedfs")
+            for leftover in embedded.seaweedfs_sockets(weed_ports if isinstance(weed_ports, dict) else {}):
+                leftover.unlink(missing_ok=True)
             state["processes"], state["public"], state["durable"] = {}, False, False
             self.save(state)
             if self.settings.infra == "docker":

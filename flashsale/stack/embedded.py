@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,11 @@ def start_seaweedfs(home: Path, ports: dict[str, int]) -> Started:
                  *(f"-{flag}={port}" for flag, port in ports.items()), "-s3.port.iceberg=0", "-s3.port.lance=0",
                  "-master.telemetry=false", "-volume.preStopSeconds=0", "-volume.max=32"], home / "logs" / "seaweedfs.log")
     return Started(pid, f"http://127.0.0.1:{ports['s3.port']}")
+
+
+def seaweedfs_sockets(ports: dict[str, int]) -> list[Path]:
+    """The Unix sockets weed opens in the temp directory beside its ports; a killed weed leaves them behind."""
+    return [path for port in ports.values() for path in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock")]
 
 
 def start_postgres(home: Path, port: int) -> Started:
