@@ -90,7 +90,8 @@ def reconcile(pg, redis) -> Sale | None:
     sale = Sale(*row)
     decided = pg.execute("SELECT order_id, user_id, quantity, status, reason FROM orders "
                          "WHERE sale_id = %s AND status <> 'PENDING'", (sale.saleId,)).fetchall()
-    decisions = {order: RESERVED if status == "CONFIRMED" else reason or status for order, _, _, status, reason in decided}
+    decisions = {order: RESERVED if status == "CONFIRMED" else reason or status
+                 for order, _, _, status, reason in decided}
     user_units: dict[str, int] = {}
     for _, user, quantity, status, _ in decided:
         if status == "CONFIRMED":

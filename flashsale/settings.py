@@ -57,7 +57,7 @@ class Settings(BaseSettings):
 
     @property
     def broker_on_s3(self) -> bool:
-        """The durable embedded broker, tansu on S3 storage: its clients need settings of their own (adapters/kafka.py)."""
+        """The durable embedded broker, tansu on S3 storage: its clients need other settings (adapters/kafka.py)."""
         return self.infra == "embedded" and self.durable
 
     @property

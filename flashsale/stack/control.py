@@ -342,7 +342,7 @@ class Stack:
     # --- down ---------------------------------------------------------------------------------
 
     def down(self) -> None:
-        """Stop services first (they finish their batch and commit), then the servers; the broker before its S3 store."""
+        """Stop services first (they finish their batch and commit), then the servers, the broker before its S3."""
         with self.locked():
             state = self.load()
             order = sorted(state["processes"], key=lambda n: (n in (*INFRA, "seaweedfs"), n == "seaweedfs"))

@@ -49,7 +49,7 @@ def start_kafka(home: Path, port: int, durable_s3: str | None = None) -> Started
 
 
 def seaweedfs_ports() -> dict[str, int]:
-    """An explicit port for each listener: `weed` refuses port 0, and a default gRPC port (HTTP + 10000) may be taken."""
+    """A port for each listener: `weed` refuses port 0, and a default gRPC port (HTTP + 10000) may be taken."""
     flags = [f"{server}.port{grpc}" for server in ("master", "volume", "filer", "s3") for grpc in ("", ".grpc")]
     return dict(zip(flags, free_ports(len(flags))))
 
@@ -68,7 +68,8 @@ def start_seaweedfs(home: Path, ports: dict[str, int]) -> Started:
     data.mkdir(parents=True, exist_ok=True)
     pid = spawn([weed, "server", "-s3", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                  *(f"-{flag}={port}" for flag, port in ports.items()), "-s3.port.iceberg=0", "-s3.port.lance=0",
-                 "-master.telemetry=false", "-volume.preStopSeconds=0", "-volume.max=32"], home / "logs" / "seaweedfs.log")
+                 "-master.telemetry=false", "-volume.preStopSeconds=0", "-volume.max=32"],
+                home / "logs" / "seaweedfs.log")
     return Started(pid, f"http://127.0.0.1:{ports['s3.port']}")
 
 
@@ -143,4 +144,5 @@ def bucket_ready(s3_url: str, bucket: str) -> bool:
 
     made = httpx.put(f"{s3_url}/{bucket}", timeout=5).status_code in (200, 409)  # made, or there already
     probe = f"{s3_url}/{bucket}/flashsale-ready"
-    return made and httpx.put(probe, content=b"ok", timeout=5).is_success and httpx.get(probe, timeout=5).content == b"ok"
+    written = made and httpx.put(probe, content=b"ok", timeout=5).is_success
+    return written and httpx.get(probe, timeout=5).content == b"ok"
