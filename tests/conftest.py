@@ -1,4 +1,8 @@
 """One real embedded stack per test session: tansu, PostgreSQL and Redis, and every service."""
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from flashsale.settings import Settings
@@ -7,13 +11,16 @@ from flashsale.stack.processes import free_port
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Stack:
-    settings = Settings(home=tmp_path_factory.mktemp("flashsale-home"), gateway_port=free_port(),
-                        shop_port=free_port(), payment_delay_ms=50)
+def stack() -> Stack:
+    # Not under pytest's basetemp: the notebook tests run pytest (nbval) again, and each of those runs
+    # makes a basetemp of its own and may rotate old ones away, data directory and all.
+    home = Path(tempfile.mkdtemp(prefix="flashsale-tests-"))
+    settings = Settings(home=home, gateway_port=free_port(), shop_port=free_port(), payment_delay_ms=50)
     stack = Stack(settings)
     stack.up()
     yield stack
     stack.down()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
