@@ -5,7 +5,7 @@
     naive = lab.flash_sale(stack, "naive")     # a new sale of 100, then 1,000 buyers at once
     lab.tap(stack, "order.events", last=10)    # what the log says
     lab.lag(stack)                             # how far each consumer group is behind
-    dash = lab.dashboard(stack)                # live: stock, orders, latency, lag, Kill / Restart
+    dash = await lab.dashboard(stack)          # live: stock, orders, latency, lag, Kill / Restart
     lab.show(inventory)                        # the real source of what runs
     lab.stop(stack)                            # nothing of it keeps running
 

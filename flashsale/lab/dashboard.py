@@ -1,19 +1,23 @@
 """The live dashboard: the sale as it happens, in the notebook.
 
-    dash = lab.dashboard(stack)    # shows itself and returns at once
-    race = await dash.race(1000)   # 1,000 buyers at the gateway; the dashboard draws as they go
-    dash.stop()                    # the last picture stays
+    dash = await lab.dashboard(stack)   # shows itself, then starts drawing
+    race = await dash.race(1000)        # 1,000 buyers at the gateway; the dashboard draws as they go
+    dash.stop()                         # the last picture stays
 
 A thread (`watch.Watcher`) gathers the facts; a task on the kernel's own
 asyncio loop redraws at most ten times a second, one batch per redraw. Neither
 blocks a cell, but a cell that blocks the kernel pauses the drawing until it
 returns: `await` whatever takes a while (`lab.background` runs it in a thread).
+
+Why `await lab.dashboard(...)`: the browser must load plotly's widget (a 5 MB
+module) within the 2 s anywidget allows a new widget, or the plot stays empty
+for good. Measured in headless Chromium on two busy cores: it missed that when
+the next cell started 1,000 buyers at once. So the kernel keeps quiet for a
+moment after showing the dashboard, and only then starts watching and drawing.
 """
 import asyncio
 import html
 import threading
-import time
-from copy import deepcopy
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
@@ -26,6 +30,7 @@ from flashsale.lab.watch import Watcher
 from flashsale.stack.control import INFRA, SERVICES, Stack
 
 REDRAW_S = 0.1  # at most ten redraws a second
+QUIET_S = 3  # the kernel's quiet moment while the browser loads the plot (anywidget allows a new widget 2 s)
 STATUSES = ("pending", "confirmed", "cancelled")
 
 
@@ -35,7 +40,9 @@ class Dashboard:
         self.header, self.feed, self.note = widgets.HTML(), widgets.HTML(), widgets.HTML()
         self.lights = {name: widgets.HTML(layout=widgets.Layout(width="130px")) for name in (*SERVICES, *INFRA)}
         self.widget = widgets.VBox([self.header, self.fig, widgets.HBox([self.feed, self._buttons()])])
-        self._drawn, self._message, self._synced = -1, "", 0.0
+        self._drawn, self._message, self.task = -1, "", None
+
+    def start(self) -> None:
         self.watcher.start()
         self.task = asyncio.get_running_loop().create_task(self._redraw())
 
@@ -50,9 +57,9 @@ class Dashboard:
         return future
 
     def stop(self) -> str:
-        self.task.cancel()
-        self.watcher.stop()
-        self._synced = 0.0
+        if self.task:
+            self.task.cancel()
+            self.watcher.stop()
         self._draw(self.watcher.snapshot())
         return "dashboard stopped"
 
@@ -97,13 +104,8 @@ class Dashboard:
             self.fig.data[0].x, self.fig.data[0].y = seconds, stock
             self.fig.data[1].y = [snap["counts"].get(s, 0) for s in STATUSES]
             self.fig.data[2].x, self.fig.data[3].x = snap["accept_ms"], snap["e2e_ms"]
-            self.fig.data[4].x = [f"{r['group']} {r['topic'].split('.')[0]}/{r['partition']}" for r in lag]
+            self.fig.data[4].x = [f"{r['group']}<br>{r['topic'].split('.')[0]}/{r['partition']}" for r in lag]
             self.fig.data[4].y = [r["lag"] for r in lag]
-        if time.monotonic() - self._synced > 1:
-            # A FigureWidget view renders from these two traits, and later views only hear the edits. JupyterLab
-            # sometimes renders an output again (seen under load): keep the full figure there, so it starts current.
-            self.fig._widget_data, self.fig._widget_layout = deepcopy(self.fig._data), deepcopy(self.fig._layout_obj._props)
-            self._synced = time.monotonic()
         self.header.value = _header(snap)
         self.feed.value = _feed(snap["feed"])
         for name, light in self.lights.items():
@@ -145,8 +147,10 @@ def _feed(rows: list[tuple]) -> str:
             f"<th>partition</th><th>offset</th></tr>{cells}</table>")
 
 
-def dashboard(stack: Stack) -> Dashboard:
-    """Show a live dashboard of this stack below the cell; returns it (call `.stop()` when done)."""
+async def dashboard(stack: Stack) -> Dashboard:
+    """Show a live dashboard of this stack below the cell and return it (`.stop()` it when done)."""
     dash = Dashboard(stack)
     display(dash.widget)
+    await asyncio.sleep(QUIET_S)
+    dash.start()
     return dash
