@@ -26,8 +26,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 def test_notebook_runs_top_to_bottom(notebook: Path, tmp_path: Path):
     home = tmp_path / notebook.stem  # lab.start(name) puts the stack in <FLASHSALE_HOME>/<name>
     try:
+        # An explicit --basetemp: a nested pytest would otherwise rotate the numbered temp dirs away,
+        # the outer session's included (and the servers' data with them).
         run = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=600",
-                              "-p", "no:cacheprovider", "-q", str(notebook)],
+                              "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'nbval'}", "-q", str(notebook)],
                              cwd=ROOT, env={**os.environ, "FLASHSALE_HOME": str(tmp_path)},
                              capture_output=True, text=True, timeout=850)
         summary = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
