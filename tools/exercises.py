@@ -108,8 +108,9 @@ def main(check: bool) -> int:
             path.unlink()
         else:
             path.write_text(wanted[path])
-    if stale:
-        print("wrote " + ", ".join(str(p.relative_to(ROOT)) for p in stale))
+    for verb, paths_ in (("wrote", [p for p in stale if p not in orphans]), ("removed", orphans)):
+        if paths_:
+            print(f"{verb} " + ", ".join(str(p.relative_to(ROOT)) for p in paths_))
     return 1 if errors else 0
 
 
