@@ -37,8 +37,11 @@ class Session:
     def __init__(self, notebooks: list[Path], home: Path, junit: Path):
         self.home, self.left = home, {}
         try:
+            # An explicit --basetemp: a nested pytest would otherwise rotate the numbered temp dirs away, this
+            # session's included, and with it the homes whose servers' data the student copies reuse.
             self.run = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=300",
-                                       "-p", "no:cacheprovider", "-q", f"--junitxml={junit}", *map(str, notebooks)],
+                                       "-p", "no:cacheprovider", f"--basetemp={home / ('nbval-' + junit.stem)}", "-q",
+                                       f"--junitxml={junit}", *map(str, notebooks)],
                                       cwd=ROOT, env={**os.environ, "FLASHSALE_HOME": str(home)},
                                       capture_output=True, text=True, timeout=1200)
         finally:
