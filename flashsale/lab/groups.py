@@ -12,15 +12,12 @@ import time
 import pandas as pd
 from confluent_kafka import TopicPartition
 
-from flashsale import events as ev
 from flashsale.adapters import kafka
+from flashsale.lab.replay import GROUPS  # what each consumer group reads, defined once
 from flashsale.stack.control import Stack
 
 # The lab's own clients stay quiet: a broker that is down on purpose (notebook 04) is not news in a cell.
 QUIET = {"log_level": 0}
-# What each group reads, as each service's main() says.
-GROUPS = {"orders": (ev.ORDER_EVENTS, ev.INVENTORY_EVENTS), "inventory": (ev.ORDER_EVENTS,),
-          "notifications": (ev.ORDER_EVENTS, ev.INVENTORY_EVENTS)}
 
 
 class LagMeter:
