@@ -9,64 +9,95 @@ even) to every browser after a gateway restart.
 """
 import asyncio
 import json
-import threading
 import time
 import uuid
+from collections import deque
 
 from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, TopicPartition
 
 from flashsale.adapters import kafka
-from flashsale.events import NOTIFICATION_EVENTS, ORDER_UPDATE
+from flashsale.events import NOTIFICATION_EVENTS, ORDER_UPDATE, STOCK_UPDATE
 
-QUEUE_LIMIT = 1000  # a client this far behind misses messages rather than slowing everyone
+QUEUE_LIMIT = 1000  # order updates a client may fall behind by; past that it loses the oldest
+POLL_S = 0.002  # how often the loop looks for new messages when there were none
+
+
+class Subscriber:
+    """One browser: all its order updates, in order, and only the newest stock figure per product.
+
+    A stock figure replaces the one not yet sent. So 1,000 browsers under a storm of stock updates cost one
+    send each per turn, not one per update, and a slow browser never holds stale figures.
+    """
+
+    def __init__(self, user_id: str | None):
+        self.user_id = user_id
+        self.updates: deque[str] = deque(maxlen=QUEUE_LIMIT)
+        self.stock: dict[str, str] = {}  # productId -> the newest stock_update, not yet sent
+        self._ready = asyncio.Event()
+
+    def put(self, text: str, stock_of: str | None = None) -> None:
+        if stock_of is None:
+            self.updates.append(text)
+        else:
+            self.stock[stock_of] = text
+        self._ready.set()
+
+    async def next(self) -> str:
+        while not self.updates and not self.stock:
+            self._ready.clear()
+            await self._ready.wait()
+        if self.updates:
+            return self.updates.popleft()
+        return self.stock.pop(next(iter(self.stock)))
 
 
 class Fanout:
+    """Reads notification.events on the server's own event loop: no thread to fight the server for the GIL."""
+
     def __init__(self, bootstrap: str, partitions: int, on_s3: bool = False):
         self.bootstrap, self.partitions, self.on_s3 = bootstrap, partitions, on_s3
-        self.subscribers: dict[asyncio.Queue, str | None] = {}
-        self._running = False
+        self.subscribers: set[Subscriber] = set()
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop, self._running = loop, True
-        self._thread = threading.Thread(target=self._consume, daemon=True, name="fanout")
-        self._thread.start()
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._consume())
 
     def stop(self) -> None:
-        self._running = False
-        self._thread.join(timeout=2)
+        self._task.cancel()
 
-    def subscribe(self, user_id: str | None) -> asyncio.Queue:
-        queue = asyncio.Queue(QUEUE_LIMIT)
-        self.subscribers[queue] = user_id
-        return queue
+    def subscribe(self, user_id: str | None) -> Subscriber:
+        subscriber = Subscriber(user_id)
+        self.subscribers.add(subscriber)
+        return subscriber
 
-    def unsubscribe(self, queue: asyncio.Queue) -> None:
-        self.subscribers.pop(queue, None)
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
 
-    def _consume(self) -> None:
+    async def _consume(self) -> None:
         started_ms = time.time() * 1000
         consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}", self.on_s3)
         consumer.assign([TopicPartition(NOTIFICATION_EVENTS, p, OFFSET_END) for p in range(self.partitions)])
         try:
-            while self._running:
-                for message in consumer.consume(500, timeout=0.2):
+            while True:
+                messages = consumer.consume(500, timeout=0)  # only what the client already fetched: no wait
+                for message in messages:
                     if not message.error() and _is_news(message, started_ms):
-                        self.loop.call_soon_threadsafe(self._deliver, message.value())
+                        self._deliver(message.value())
+                await asyncio.sleep(0 if len(messages) == 500 else POLL_S)
         finally:
             consumer.close()
 
     def _deliver(self, raw: bytes | None) -> None:
         try:
             message = json.loads(raw)
-            owner = message["data"].get("userId") if message.get("type") == ORDER_UPDATE else None
+            data = message["data"]
+            owner = data.get("userId") if message.get("type") == ORDER_UPDATE else None
+            stock_of = str(data.get("productId")) if message.get("type") == STOCK_UPDATE else None
         except (TypeError, ValueError, KeyError, AttributeError):
             return  # not a notification (a poison message): nothing to tell, and the fan-out goes on
         text = raw.decode()
-        for queue, user_id in list(self.subscribers.items()):
-            if owner is None or user_id is None or user_id == owner:
-                if not queue.full():
-                    queue.put_nowait(text)
+        for subscriber in self.subscribers:
+            if owner is None or subscriber.user_id is None or subscriber.user_id == owner:
+                subscriber.put(text, stock_of)
 
 
 def _is_news(message, started_ms: float) -> bool:

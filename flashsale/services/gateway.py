@@ -5,6 +5,7 @@ POST /api/orders answers 202 only once the broker has acknowledged the event
 cannot. It decides nothing about stock: inventory does, from the event.
 """
 import asyncio
+import functools
 import hmac
 import html
 import uuid
@@ -21,8 +22,9 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
+from flashsale.adapters.shared_read import SharedRead
 from flashsale.sale import CURRENT, Sale, start_sale
-from flashsale.services.fanout import Fanout
+from flashsale.services.fanout import Fanout, Subscriber
 from flashsale.services.http import ApiError, BodyLimit, OrderRequest, RateLimiter, install_error_handlers, serve
 from flashsale.settings import Settings
 
@@ -41,12 +43,14 @@ async def lifespan(app: FastAPI):
     # A bounded pool that makes requests wait their turn, instead of failing, when 1,000 arrive at once.
     app.state.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=64, timeout=5, socket_timeout=3))
+    script = app.state.redis.register_script(SALE_AND_STOCK)
+    app.state.sale_and_stock = SharedRead(lambda: script(keys=[CURRENT]))
     app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
     await app.state.db.open(wait=False)
     app.state.publisher = kafka.AsyncPublisher(kafka.reliable_producer(settings.kafka_bootstrap_servers,
-                                                                         settings.broker_on_s3))
+                                                                         settings.broker_on_s3, **{"linger.ms": 5}))
     app.state.fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions, settings.broker_on_s3)
-    app.state.fanout.start(asyncio.get_running_loop())
+    app.state.fanout.start()
     yield
     app.state.fanout.stop()
     app.state.publisher.close()
@@ -62,10 +66,24 @@ if settings.cors_origins:
 limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
 
-async def current_sale(request: Request) -> Sale:
-    raw = await request.app.state.redis.get(CURRENT)
-    if raw is None:
+# The current sale and its stock in one round trip: the hot path of every POST.
+SALE_AND_STOCK = """
+local sale = redis.call('GET', KEYS[1])
+if not sale then return false end
+return {sale, redis.call('GET', 'sale:' .. cjson.decode(sale).saleId .. ':stock') or '0'}
+"""
+
+
+async def current_sale(request: Request) -> tuple[Sale, int]:
+    found = await request.app.state.sale_and_stock()
+    if not found:
         raise ApiError(503, "NO_SALE", "No sale is running; run `flashsale reset`.", {"Retry-After": "1"})
+    raw, stock = found
+    return _parse_sale(raw), int(stock)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_sale(raw: bytes) -> Sale:
     return Sale.from_json(raw)
 
 
@@ -74,7 +92,7 @@ async def place_order(order: OrderRequest, request: Request,
                       idempotency_key: Annotated[str | None, Header(max_length=128)] = None):
     if not limiter.allow(request.client.host if request.client else "?"):
         raise ApiError(429, "RATE_LIMITED", "Too many requests; slow down.", {"Retry-After": "1"})
-    sale = await current_sale(request)
+    sale, stock = await current_sale(request)
     if order.productId != sale.productId:
         raise ApiError(404, "UNKNOWN_PRODUCT", f"No product {order.productId!r} in this sale.")
     if order.quantity > sale.perUserLimit:
@@ -82,9 +100,7 @@ async def place_order(order: OrderRequest, request: Request,
     # The same key from the same user names the same order, so a retry can never make a second one.
     order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sale.saleId}/{order.userId}/{idempotency_key}")
                    if idempotency_key else uuid.uuid4())
-    redis = request.app.state.redis
-    if int(await redis.get(sale.keys.stock) or 0) <= 0 and not (
-            idempotency_key and await redis.hexists(sale.keys.decisions, order_id)):
+    if stock <= 0 and not (idempotency_key and await request.app.state.redis.hexists(sale.keys.decisions, order_id)):
         # The fast path: no event for a sale that is over. Only a retry of an order that inventory has
         # already decided goes on: its unit may be the one that sold, and it must get its orderId back.
         raise ApiError(409, "SOLD_OUT", "Sold out.")
@@ -114,10 +130,9 @@ async def get_order(order_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-
 
 @app.get("/api/products/{product_id}")
 async def get_product(product_id: str, request: Request):
-    sale = await current_sale(request)
+    sale, stock = await current_sale(request)
     if product_id != sale.productId:
         raise ApiError(404, "UNKNOWN_PRODUCT", f"No product {product_id!r} in this sale.")
-    stock = int(await request.app.state.redis.get(sale.keys.stock) or 0)
     return {"productId": sale.productId, "name": sale.name, "initialStock": sale.initialStock,
             "availableStock": max(stock, 0)}
 
@@ -167,21 +182,21 @@ async def websocket(socket: WebSocket, userId: str | None = None):
     """Stock updates for everyone; order updates only for `userId` when given (all of them otherwise)."""
     await socket.accept()
     fanout: Fanout = socket.app.state.fanout
-    queue = fanout.subscribe(userId)
+    subscriber = fanout.subscribe(userId)
     try:
-        sender = asyncio.create_task(_pump(queue, socket))
+        sender = asyncio.create_task(_pump(subscriber, socket))
         while True:
             await socket.receive_text()  # we expect nothing; this notices the close
     except WebSocketDisconnect:
         pass
     finally:
         sender.cancel()
-        fanout.unsubscribe(queue)
+        fanout.unsubscribe(subscriber)
 
 
-async def _pump(queue: asyncio.Queue, socket: WebSocket) -> None:
+async def _pump(subscriber: Subscriber, socket: WebSocket) -> None:
     while True:
-        await socket.send_text(await queue.get())
+        await socket.send_text(await subscriber.next())
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from flashsale import events as ev
 from flashsale.adapters import kafka
 from flashsale.lab.checks import settle
 from flashsale.lab.load import run_buyers
-from flashsale.services.fanout import Fanout
+from flashsale.services.fanout import Fanout, Subscriber
 
 FINAL = {"CONFIRMED", "CANCELLED"}
 
@@ -71,14 +71,14 @@ def test_a_new_gateway_hears_only_what_happens_after_it_starts(stack, wired):
 
     async def listen() -> list[dict]:
         fanout = Fanout(wired.kafka_bootstrap_servers, wired.partitions)
-        queue = fanout.subscribe(None)
-        fanout.start(asyncio.get_running_loop())
-        heard = await drain(queue, quiet_s=3)  # a quiet broker: whatever comes now is history
+        subscriber = fanout.subscribe(None)
+        fanout.start()
+        heard = await drain(subscriber, quiet_s=3)  # a quiet broker: whatever comes now is history
         probe = ev.Notification(type=ev.STOCK_UPDATE, data={"productId": product, "availableStock": 0})
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and {"productId": product, "availableStock": 0} not in heard:
             await asyncio.to_thread(kafka.publish, producer, [probe])
-            heard += await drain(queue, quiet_s=0.5)
+            heard += await drain(subscriber, quiet_s=0.5)
         fanout.stop()
         return [data for data in heard if data.get("productId") == product]
 
@@ -88,11 +88,11 @@ def test_a_new_gateway_hears_only_what_happens_after_it_starts(stack, wired):
     assert not old, f"a new fan-out replayed {len(old)} messages from before it started: {old[:5]}..."
 
 
-async def drain(queue: asyncio.Queue, quiet_s: float) -> list[dict]:
+async def drain(subscriber: Subscriber, quiet_s: float) -> list[dict]:
     """Every message until none came for `quiet_s`."""
     got = []
     try:
         while True:
-            got.append(json.loads(await asyncio.wait_for(queue.get(), quiet_s))["data"])
+            got.append(json.loads(await asyncio.wait_for(subscriber.next(), quiet_s))["data"])
     except asyncio.TimeoutError:
         return got
