@@ -139,12 +139,13 @@ def demo(buyers: int = typer.Option(1000), stock: int = typer.Option(100),
 @app.command()
 def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", help="Where to write the figures."),
           connections: int = typer.Option(1000, help="Concurrent buyers (connections) per system."),
-          seconds: int = typer.Option(5, help="Seconds of load per system.")):
+          seconds: int = typer.Option(5, help="Seconds of load per system."),
+          browsers: int = typer.Option(1000, help="WebSocket clients for the fan-out benchmark.")):
     """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency; settle rate."""
     from flashsale.bench import run_bench
 
     try:
-        result = run_bench(Settings(), connections, seconds)
+        result = run_bench(Settings(), connections, seconds, browsers)
     except StackError as error:
         fail(error)
     table = Table("system", "accepted/s", "p50 ms", "p99 ms", "errors", title="flashsale bench")
@@ -156,6 +157,12 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
                   f"{result['ratio_event_vs_ceiling']}; end-to-end at {result['e2e_rate_per_s']}/s: "
                   f"p50 {result['p50_e2e_ms']} ms, p99 {result['p99_e2e_ms']} ms; settles {result['settle_per_s']}/s; "
                   f"oversold {result['oversold']}, lost {result['lost']}", highlight=False)
+    fanout = result["fanout"]
+    console.print(f"WebSocket fan-out to {fanout['clients']:,} browsers at {fanout['orders_per_s']:,.0f} orders/s: "
+                  f"order updates p50 {fanout['order_update'].get('p50_ms')} ms, p99 "
+                  f"{fanout['order_update'].get('p99_ms')} ms ({fanout['order_update']['received']:,} received of "
+                  f"{fanout['published']['order_update']:,}); stock updates p99 {fanout['stock_update'].get('p99_ms')} "
+                  f"ms", highlight=False)
     as_json.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
 

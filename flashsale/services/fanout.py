@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections import deque
+from collections import defaultdict, deque
 
 from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, TopicPartition
 
@@ -57,6 +57,7 @@ class Fanout:
     def __init__(self, bootstrap: str, partitions: int, on_s3: bool = False):
         self.bootstrap, self.partitions, self.on_s3 = bootstrap, partitions, on_s3
         self.subscribers: set[Subscriber] = set()
+        self.by_user: dict[str | None, set[Subscriber]] = defaultdict(set)  # None: those who watch every order
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._consume())
@@ -67,10 +68,14 @@ class Fanout:
     def subscribe(self, user_id: str | None) -> Subscriber:
         subscriber = Subscriber(user_id)
         self.subscribers.add(subscriber)
+        self.by_user[user_id].add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        self.by_user[subscriber.user_id].discard(subscriber)
+        if not self.by_user[subscriber.user_id]:
+            del self.by_user[subscriber.user_id]
 
     async def _consume(self) -> None:
         started_ms = time.time() * 1000
@@ -95,9 +100,11 @@ class Fanout:
         except (TypeError, ValueError, KeyError, AttributeError):
             return  # not a notification (a poison message): nothing to tell, and the fan-out goes on
         text = raw.decode()
-        for subscriber in self.subscribers:
-            if owner is None or subscriber.user_id is None or subscriber.user_id == owner:
-                subscriber.put(text, stock_of)
+        # An order update goes to its buyer (and to whoever watches every order), not past all 1,000 sockets.
+        watchers = self.by_user.get(None, set())
+        audience = self.subscribers if owner is None else self.by_user.get(owner, set()) | watchers
+        for subscriber in audience:
+            subscriber.put(text, stock_of)
 
 
 def _is_news(message, started_ms: float) -> bool:

@@ -1,0 +1,67 @@
+"""WebSocket fan-out: 1,000 connected browsers, notifications published at a fixed rate, publish -> receive.
+
+The publisher writes straight onto notification.events, as the notification
+service does, each message stamped with the time it was published:
+- order updates: two per order (PENDING, then the outcome), each for one of the
+  1,000 buyers, at `orders_per_s`;
+- stock updates: one every `stock_every_s` for everybody.
+The first second is a warm-up (new connections, first sends) and is not
+stamped, so not counted. The gateway hands each order update to its buyer's socket, and the newest
+stock figure to every socket. Latency is counted at the browsers.
+"""
+import json
+import subprocess
+import sys
+import time
+
+from flashsale import events as ev
+from flashsale.adapters import kafka
+
+
+def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: int, orders_per_s: float,
+                   seconds: float, stock_every_s: float = 0.05) -> dict:
+    browsers = subprocess.Popen([sys.executable, "-m", "flashsale.bench.browsers",
+                                 gateway_url.replace("http", "ws", 1) + "/ws", str(clients)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if browsers.stdout.readline().strip() != "ready":
+            raise RuntimeError("the browsers did not connect")
+        published = publish_at_rate(bootstrap, product_id, clients, orders_per_s, seconds, stock_every_s)
+        time.sleep(2)  # the last messages are on their way
+        report, _ = browsers.communicate("", timeout=60)  # closing stdin stops them; they print the figures
+    finally:
+        if browsers.poll() is None:
+            browsers.kill()
+    figures = json.loads(report.strip().splitlines()[-1])
+    return {"clients": clients, "orders_per_s": orders_per_s, "published": published, **figures}
+
+
+def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s: float, seconds: float,
+                    stock_every_s: float, warm_up_s: float = 1.0) -> dict:
+    producer = kafka.reliable_producer(bootstrap)
+    producer.produce(ev.NOTIFICATION_EVENTS, b"{}", key="warm-up")  # connected, with a producer id, before the clock
+    producer.flush(10)
+    counts = {"order_update": 0, "stock_update": 0}
+    started, orders, next_stock = time.monotonic(), 0, 0.0
+    while (elapsed := time.monotonic() - started) < seconds + warm_up_s:
+        stamp = elapsed >= warm_up_s
+        while orders < elapsed * orders_per_s:  # open loop: on schedule, whatever the gateway does
+            for status in ("PENDING", "CONFIRMED"):
+                send(producer, ev.ORDER_UPDATE, {"orderId": f"fanout-{orders}", "status": status, "reason": None,
+                                                 "userId": f"browser-{orders % clients}"}, f"fanout-{orders}", stamp)
+                counts["order_update"] += stamp
+            orders += 1
+        if elapsed >= next_stock:
+            send(producer, ev.STOCK_UPDATE, {"productId": product_id, "saleId": 0, "availableStock": 1},
+                 product_id, stamp)
+            counts["stock_update"] += stamp
+            next_stock += stock_every_s
+        producer.poll(0)
+        time.sleep(0.001)
+    producer.flush(10)
+    return counts
+
+
+def send(producer, kind: str, data: dict, key: str, stamp: bool) -> None:
+    message = {"type": kind, "data": {**data, "sentAt": time.time() * 1000} if stamp else data}
+    producer.produce(ev.NOTIFICATION_EVENTS, json.dumps(message).encode(), key=key)
