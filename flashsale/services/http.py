@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
+from flashsale.services import tune_gc
+
 
 class OrderRequest(BaseModel):
     """The body of the contract's POST, for the gateway and the sync shop alike."""
@@ -132,5 +134,6 @@ def serve(app, settings, port: int) -> None:
     """One server configuration for every HTTP process, so benchmarks compare like with like."""
     import uvicorn
 
+    tune_gc()
     uvicorn.run(app, host="0.0.0.0" if settings.public else settings.host, port=port, loop="uvloop",
                 http="httptools", log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30)

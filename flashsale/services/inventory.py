@@ -10,7 +10,7 @@ from flashsale import events as ev
 from flashsale.adapters import kafka, redis as redis_adapter
 from flashsale.rules.reservation import reserve_all
 from flashsale.sale import sale_by_id
-from flashsale.services import configure_logging
+from flashsale.services import configure_logging, tune_gc
 from flashsale.settings import Settings
 
 
@@ -35,6 +35,7 @@ def handle(redis, batch: list[ev.Event]) -> list[ev.Event]:
 
 def main() -> None:
     configure_logging("inventory")
+    tune_gc()
     settings = Settings()
     redis = redis_adapter.connect(settings.redis_url)
     kafka.run_consumer(settings.kafka_bootstrap_servers, "inventory", [ev.ORDER_EVENTS],

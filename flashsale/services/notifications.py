@@ -5,7 +5,7 @@ Every gateway instance reads notification.events and fans them out over WebSocke
 """
 from flashsale import events as ev
 from flashsale.adapters import kafka
-from flashsale.services import configure_logging
+from flashsale.services import configure_logging, tune_gc
 from flashsale.settings import Settings
 
 ORDER_STATUS = {ev.ORDER_SAVED: "PENDING", ev.ORDER_CONFIRMED: "CONFIRMED", ev.ORDER_CANCELLED: "CANCELLED"}
@@ -32,6 +32,7 @@ def handle(batch: list[ev.Event]) -> list[ev.Notification]:
 
 def main() -> None:
     configure_logging("notifications")
+    tune_gc()
     settings = Settings()
     kafka.run_consumer(settings.kafka_bootstrap_servers, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS],
                        handle, settings.partitions, settings.instance, settings.instances,

@@ -11,7 +11,7 @@ A whole batch is three statements in one transaction, however many events.
 """
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres
-from flashsale.services import configure_logging
+from flashsale.services import configure_logging, tune_gc
 from flashsale.settings import Settings
 
 FINAL = {ev.STOCK_RESERVED: "CONFIRMED", ev.STOCK_INSUFFICIENT: "CANCELLED"}
@@ -57,6 +57,7 @@ def handle(conn, batch: list[ev.Event]) -> list[ev.Event]:
 
 def main() -> None:
     configure_logging("orders")
+    tune_gc()
     settings = Settings()
     # A pool of one that checks its connection: after a PostgreSQL restart the retried batch gets a fresh one.
     pool = postgres.pool(settings.database_url, size=1)
