@@ -38,7 +38,7 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
 
 def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s: float, seconds: float,
                     stock_every_s: float, warm_up_s: float = 1.0) -> dict:
-    producer = kafka.reliable_producer(bootstrap)
+    producer = kafka.reliable_producer(bootstrap, **{"linger.ms": 5})  # batches as the gateway's producer does
     producer.produce(ev.NOTIFICATION_EVENTS, b"{}", key="warm-up")  # connected, with a producer id, before the clock
     producer.flush(10)
     counts = {"order_update": 0, "stock_update": 0}

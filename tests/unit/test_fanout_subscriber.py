@@ -1,7 +1,9 @@
-"""A WebSocket subscriber keeps every order update, in order, and only the newest stock figure per product."""
+"""A WebSocket subscriber keeps every order update, in order, and only the newest stock figure per product;
+stock figures go out to everybody at most every STOCK_EVERY_S, and the last one always."""
 import asyncio
+import json
 
-from flashsale.services.fanout import QUEUE_LIMIT, Subscriber
+from flashsale.services.fanout import QUEUE_LIMIT, STOCK_EVERY_S, Fanout, Subscriber
 
 
 def drain(subscriber: Subscriber) -> list[str]:
@@ -42,3 +44,40 @@ def test_next_waits_for_a_message():
         return await asyncio.wait_for(waiting, 1)
 
     assert asyncio.run(scenario()) == "hello"
+
+
+def test_stock_figures_reach_everybody_at_most_every_interval_and_the_last_one_always():
+    async def scenario():
+        fanout = Fanout("unused:9092", partitions=1)  # _deliver only: no broker needed
+        browsers = [fanout.subscribe(f"u{i}") for i in range(3)]
+        for left in range(100, -1, -1):  # 101 figures in ~0.1 s, the last one "sold out"
+            fanout._deliver(json.dumps({"type": "stock_update", "data": {"productId": "P", "availableStock": left}})
+                            .encode())
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(STOCK_EVERY_S * 2)
+        return [[json.loads(text)["data"]["availableStock"] for text in [*b.updates, *b.stock.values()]]
+                for b in browsers]
+
+    seen = asyncio.run(scenario())
+    assert all(figures == [0] for figures in seen), seen  # only the newest waits for each browser: sold out
+
+
+def test_broadcasts_are_spaced_by_the_interval():
+    async def scenario():
+        fanout = Fanout("unused:9092", partitions=1)
+        browser = fanout.subscribe(None)
+        times = []
+        started = asyncio.get_running_loop().time()
+        for left in range(60, 0, -1):
+            fanout._deliver(json.dumps({"type": "stock_update", "data": {"productId": "P", "availableStock": left}})
+                            .encode())
+            if browser.stock:
+                times.append(asyncio.get_running_loop().time() - started)
+                browser.stock.clear()
+            await asyncio.sleep(0.005)
+        return times
+
+    times = asyncio.run(scenario())
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert times and times[0] < STOCK_EVERY_S, f"the first figure after a quiet spell waited {times[0]:.3f} s"
+    assert all(gap >= STOCK_EVERY_S * 0.9 for gap in gaps), gaps
