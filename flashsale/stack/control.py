@@ -218,6 +218,9 @@ class Stack:
                       "redis": settings.redis_url}
         infra = {name: {"pid": state["processes"].get(name, {}).get("pid"), "url": infra_urls[name],
                         "healthy": self._healthy(name, state["processes"].get(name, {}))} for name in INFRA}
+        if "seaweedfs" in state["processes"]:  # the S3 server under a durable broker
+            weed = state["processes"]["seaweedfs"]
+            infra["seaweedfs"] = {"pid": weed["pid"], "url": weed["url"], "healthy": alive(weed["pid"])}
         services = {}
         for name, info in state["processes"].items():
             if "service" in info:

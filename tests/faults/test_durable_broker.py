@@ -26,6 +26,11 @@ def durable_stack(tmp_path_factory):
         stack.down()
 
 
+def test_status_names_the_s3_server_under_the_durable_broker(durable_stack):
+    weed = durable_stack.status()["infra"]["seaweedfs"]
+    assert isinstance(weed["pid"], int) and weed["url"].startswith("http://") and weed["healthy"] is True
+
+
 @pytest.mark.parametrize("round", range(3))
 def test_kill_9_of_the_durable_broker_mid_sale_loses_no_accepted_order(durable_stack, round):
     rng = random.Random(f"{SEED}-durable-{round}")
