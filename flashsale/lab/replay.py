@@ -70,7 +70,7 @@ def sale_of(message: Message) -> int | None:
 
 def send_again(settings: Settings, messages: list[Message]) -> Ends:
     """Produce the very same bytes once more, same key, same topic: a redelivery. Returns where they ended."""
-    producer, ends = kafka.reliable_producer(settings.kafka_bootstrap_servers), {}
+    producer, ends = kafka.reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3), {}
 
     def delivered(err, m):
         if err is None:
