@@ -4,12 +4,15 @@ The publisher writes straight onto notification.events, as the notification
 service does, each message stamped with the time it was published:
 - order updates: two per order (PENDING, then the outcome), each for one of the
   1,000 buyers, at `orders_per_s`;
-- stock updates: one every `stock_every_s` for everybody.
+- stock updates: one every `stock_every_s` for everybody (100 a second: about
+  what the notification service sends under load, one per batch).
 The first second is a warm-up (new connections, first sends) and is not
-stamped, so not counted. The gateway hands each order update to its buyer's socket, and the newest
-stock figure to every socket. Latency is counted at the browsers.
+stamped, so not counted. The gateway hands each order update to its buyer's
+socket, and the newest stock figure to every socket, at most every 50 ms
+(services/fanout.py). Latency is counted at the browsers, in two processes.
 """
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -19,21 +22,36 @@ from flashsale.adapters import kafka
 
 
 def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: int, orders_per_s: float,
-                   seconds: float, stock_every_s: float = 0.05) -> dict:
-    browsers = subprocess.Popen([sys.executable, "-m", "flashsale.bench.browsers",
-                                 gateway_url.replace("http", "ws", 1) + "/ws", str(clients)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                   seconds: float, stock_every_s: float = 0.01, processes: int = 2) -> dict:
+    ws_url = gateway_url.replace("http", "ws", 1) + "/ws"
+    share = -(-clients // processes)
+    browsers = [subprocess.Popen([sys.executable, "-m", "flashsale.bench.browsers", ws_url, str(first),
+                                  str(min(share, clients - first))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True) for first in range(0, clients, share)]
     try:
-        if browsers.stdout.readline().strip() != "ready":
-            raise RuntimeError("the browsers did not connect")
+        for process in browsers:
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError("the browsers did not connect")
         published = publish_at_rate(bootstrap, product_id, clients, orders_per_s, seconds, stock_every_s)
         time.sleep(2)  # the last messages are on their way
-        report, _ = browsers.communicate("", timeout=60)  # closing stdin stops them; they print the figures
+        for process in browsers:
+            process.stdin.close()  # they stop and print what they measured
+        reports = [json.loads(process.stdout.read().strip().splitlines()[-1]) for process in browsers]
     finally:
-        if browsers.poll() is None:
-            browsers.kill()
-    figures = json.loads(report.strip().splitlines()[-1])
-    return {"clients": clients, "orders_per_s": orders_per_s, "published": published, **figures}
+        for process in browsers:
+            if process.poll() is None:
+                process.kill()
+    latencies = {kind: [ms for report in reports for ms in report[kind]] for kind in ("order_update", "stock_update")}
+    return {"clients": clients, "orders_per_s": orders_per_s, "published": published,
+            **{kind: summary(values) for kind, values in latencies.items()}}
+
+
+def summary(values: list[float]) -> dict:
+    if not values:
+        return {"received": 0}
+    ordered = sorted(values)
+    return {"received": len(values), "p50_ms": round(statistics.median(ordered), 1),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1)}
 
 
 def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s: float, seconds: float,
