@@ -2,9 +2,10 @@
 
 The loop owns its partitions explicitly (instance i of n takes p % n == i) and
 commits under its group id. On the embedded broker (tansu) that survives any
-churn of kill -9 and restarts, where the dynamic group protocol can wedge
-(see docs/architecture.md). Delivery is at least once: handlers must be safe
-to run twice, because a crash between "done" and "commit" redelivers.
+churn of kill -9 and restarts, where the dynamic group protocol can wedge (see
+"Why consumers own their partitions" in the README). Delivery is at least
+once: handlers must be safe to run twice, because a crash between "done" and
+"commit" redelivers.
 """
 import asyncio
 import logging
