@@ -60,7 +60,6 @@ class Fanout:
 
     def __init__(self, bootstrap: str, partitions: int, on_s3: bool = False):
         self.bootstrap, self.partitions, self.on_s3 = bootstrap, partitions, on_s3
-        self.subscribers: set[Subscriber] = set()
         self.by_user: dict[str | None, set[Subscriber]] = defaultdict(set)  # None: those who watch every order
         self.newest_stock: dict[str, str] = {}  # productId -> the newest figure not yet broadcast
         self._broadcast_due, self._last_broadcast = False, 0.0
@@ -73,12 +72,10 @@ class Fanout:
 
     def subscribe(self, user_id: str | None) -> Subscriber:
         subscriber = Subscriber(user_id)
-        self.subscribers.add(subscriber)
         self.by_user[user_id].add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
         self.by_user[subscriber.user_id].discard(subscriber)
         if not self.by_user[subscriber.user_id]:
             del self.by_user[subscriber.user_id]
@@ -90,7 +87,7 @@ class Fanout:
         try:
             while True:
                 messages = consumer.consume(500, timeout=0)  # only what the client already fetched: no wait
-                for message in messages if self.subscribers else ():  # nobody listening: nothing to parse
+                for message in messages if self.by_user else ():  # nobody listening: nothing to parse
                     if not message.error() and _is_news(message, started_ms):
                         self._deliver(message.value())
                 await asyncio.sleep(0 if len(messages) == 500 else POLL_S)
@@ -115,14 +112,17 @@ class Fanout:
             return
         # An order update goes to its buyer (and to whoever watches every order), not past all 1,000 sockets.
         watchers = self.by_user.get(None, set())
-        audience = self.subscribers if owner is None else self.by_user.get(owner, set()) | watchers
+        audience = self.everyone() if owner is None else self.by_user.get(owner, set()) | watchers
         for subscriber in audience:
             subscriber.put(text)
+
+    def everyone(self):
+        return (subscriber for group in self.by_user.values() for subscriber in group)
 
     def _broadcast_stock(self) -> None:
         self._broadcast_due, self._last_broadcast = False, asyncio.get_running_loop().time()
         for product, text in self.newest_stock.items():
-            for subscriber in self.subscribers:
+            for subscriber in self.everyone():
                 subscriber.put(text, stock_of=product)
         self.newest_stock.clear()
 
