@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
 from flashsale.adapters.shared_read import SharedRead
+from flashsale.rules.reservation import SaleKeys
 from flashsale.sale import CURRENT, Sale, start_sale
 from flashsale.services.fanout import Fanout, Subscriber
 from flashsale.services.http import ApiError, BodyLimit, OrderRequest, RateLimiter, install_error_handlers, serve
@@ -44,7 +45,7 @@ async def lifespan(app: FastAPI):
     app.state.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=64, timeout=5, socket_timeout=3))
     script = app.state.redis.register_script(SALE_AND_STOCK)
-    app.state.sale_and_stock = SharedRead(lambda: script(keys=[CURRENT]))
+    app.state.sale_and_stock = SharedRead(lambda: script(keys=[CURRENT], args=[STOCK_KEY_OF_ANY_SALE]))
     app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
     await app.state.db.open(wait=False)
     app.state.publisher = kafka.AsyncPublisher(kafka.reliable_producer(settings.kafka_bootstrap_servers,
@@ -67,10 +68,11 @@ limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
 
 # The current sale and its stock in one round trip: the hot path of every POST.
+STOCK_KEY_OF_ANY_SALE = SaleKeys("%s").stock  # the script fills in the sale's id
 SALE_AND_STOCK = """
 local sale = redis.call('GET', KEYS[1])
 if not sale then return false end
-return {sale, redis.call('GET', 'sale:' .. cjson.decode(sale).saleId .. ':stock') or '0'}
+return {sale, redis.call('GET', string.format(ARGV[1], cjson.decode(sale).saleId)) or '0'}
 """
 
 
