@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from flashsale.bench.e2e import measure
 from flashsale.bench.fanout import measure_fanout
+from flashsale.bench.stats import p99
 from flashsale.bench.wrk import wrk
 from flashsale.lab.checks import invariants, settle
 from flashsale.lab.load import run_buyers
@@ -88,7 +89,7 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
             "ratio_event_vs_ceiling": round(events.requests_per_s / ceiling.requests_per_s, 2),
             "e2e_rate_per_s": round(events.requests_per_s / 2, 1),
             "p50_e2e_ms": round(statistics.median(e2e), 1) if e2e else None,
-            "p99_e2e_ms": round(_p99(e2e), 1) if e2e else None,
+            "p99_e2e_ms": round(p99(e2e), 1) if e2e else None,
             "settle_per_s": round(settle_rate, 1),
             "fanout": fanout,
             "p99_fanout_ms": max(fanout["order_update"].get("p99_ms", 0), fanout["stock_update"].get("p99_ms", 0)),
@@ -123,7 +124,3 @@ def wait_settled(stack: Stack, accepted: int, timeout: float = 300) -> bool:
             return True
         time.sleep(0.2)
     return False
-
-
-def _p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]

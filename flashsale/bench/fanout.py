@@ -12,13 +12,13 @@ socket, and the newest stock figure to every socket, at most every 50 ms
 (services/fanout.py). Latency is counted at the browsers, in two processes.
 """
 import json
-import statistics
 import subprocess
 import sys
 import time
 
 from flashsale import events as ev
 from flashsale.adapters import kafka
+from flashsale.bench.stats import summary
 
 
 def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: int, orders_per_s: float,
@@ -44,14 +44,6 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
     latencies = {kind: [ms for report in reports for ms in report[kind]] for kind in ("order_update", "stock_update")}
     return {"clients": clients, "orders_per_s": orders_per_s, "published": published,
             **{kind: summary(values) for kind, values in latencies.items()}}
-
-
-def summary(values: list[float]) -> dict:
-    if not values:
-        return {"received": 0}
-    ordered = sorted(values)
-    return {"received": len(values), "p50_ms": round(statistics.median(ordered), 1),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1)}
 
 
 def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s: float, seconds: float,
