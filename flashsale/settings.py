@@ -22,7 +22,10 @@ class Settings(BaseSettings):
     # Where the embedded stack keeps its data, logs and process table.
     home: Path = Path(".flashsale")
     infra: Literal["embedded", "docker", "external"] = "embedded"
-    durable: bool = False  # embedded broker on S3 storage (SeaweedFS) instead of memory
+    # The embedded Kafka: tansu (zero install, the default) or Apache Kafka 4.x (`flashsale kafka install`).
+    broker: Literal["tansu", "kafka"] = "tansu"
+    durable: bool = False  # embedded tansu on S3 storage (SeaweedFS) instead of memory; Apache Kafka is on disk
+    kafka_heap_mb: int = 512  # the embedded Apache Kafka's JVM heap
 
     # Infrastructure addresses. The launcher fills them in for the services it starts.
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
@@ -44,7 +47,10 @@ class Settings(BaseSettings):
 
     # Events.
     partitions: int = 3
-    # Consumer instance i of n owns partitions p where p % n == i (see adapters/kafka.py).
+    # On Apache Kafka, services join consumer groups: KIP-848 (`consumer`, the default since Kafka 4.0) or the
+    # classic protocol with cooperative-sticky assignment. On tansu, which has neither that works under churn,
+    # instance i of n owns partitions p where p % n == i (see adapters/kafka.py).
+    group_protocol: Literal["consumer", "classic"] = "consumer"
     instance: int = 0
     instances: int = 1
 
@@ -56,9 +62,14 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
 
     @property
+    def consumer_groups(self) -> bool:
+        """Services subscribe as members of consumer groups: on every Apache Kafka (embedded, docker, external)."""
+        return self.broker == "kafka" or self.infra != "embedded"
+
+    @property
     def broker_on_s3(self) -> bool:
         """The durable embedded broker, tansu on S3 storage: its clients need other settings (adapters/kafka.py)."""
-        return self.infra == "embedded" and self.durable
+        return self.infra == "embedded" and self.broker == "tansu" and self.durable
 
     @property
     def gateway_url(self) -> str:

@@ -1,24 +1,26 @@
 """Kafka edges: topic setup, producers, and the one consumer loop every service uses.
 
-The loop owns its partitions explicitly (instance i of n takes p % n == i) and
-commits under its group id. On the embedded broker (tansu) that survives any
-churn of kill -9 and restarts, where the dynamic group protocol can wedge (see
-"Why consumers own their partitions" in the README). Delivery is at least
-once: handlers must be safe to run twice, because a crash between "done" and
-"commit" redelivers.
+The loop takes its partitions in one of two ways, chosen by the broker:
+- On Apache Kafka, a service instance is a member of its consumer group (`subscribe`): the group coordinator
+  hands out the partitions and moves them when a member joins, leaves or dies. KIP-848 by default.
+- On tansu, whose group coordinator wedges under churn (measured; see "Consumer groups, and tansu" in the
+  README), instance i of n owns the partitions p with p % n == i and commits under the same group id.
+Either way offsets are committed after processing. Delivery is at least once: handlers must be safe to run
+twice, because a crash between "done" and "commit" redelivers.
 """
 import asyncio
 import logging
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import ValidationError
 
 from flashsale.events import TOPICS, Event, Notification, dead_letter_topic
+from flashsale.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,21 @@ FAST_CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "fetc
 # broker answers empty, and consumers that ask again at once keep it busy: measured, every consumer stalled for
 # good once the topics held a few thousand events. Allowed 100 ms, it answers with the events.
 ON_S3_CONSUMER = {**FAST_CONSUMER, "fetch.wait.max.ms": 100}
+# Apache Kafka's group members. KIP-848 moves the group timings to the broker (stack/apache_kafka.py says why
+# they are short in the lab); the client may not set them. The classic protocol keeps them on the client.
+GROUP_MEMBER = {
+    "consumer": {"group.protocol": "consumer"},
+    "classic": {"group.protocol": "classic", "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+}
+FETCH = {key: FAST_CONSUMER[key] for key in ("fetch.wait.max.ms", "queued.min.messages", "fetch.queue.backoff.ms")}
+QUIET = {"log_level": 0}  # a probe of a broker that may be down on purpose says nothing
+
+
+def answers(bootstrap: str, timeout: float = 2) -> bool:
+    """The broker serves a metadata request (an open port alone can come before that)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
+    return admin.list_topics(timeout=timeout).brokers != {}
 
 
 def ensure_topics(bootstrap: str, partitions: int, timeout: float = 10) -> None:
@@ -124,8 +141,29 @@ def _settle(acked: asyncio.Future, err) -> None:
 
 
 def consumer(bootstrap: str, group: str, on_s3: bool = False, **overrides) -> Consumer:
+    """A client that reads with `group`'s offsets. It joins no group unless it subscribes (see `member`).
+
+    `auto.offset.reset=earliest`: where a group has never committed, it starts at the beginning of the log.
+    That is this kit's choice, so a service started after the first orders still sees them; Kafka's default
+    is `latest`, which would skip them.
+    """
     return Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                      "auto.offset.reset": "earliest", **(ON_S3_CONSUMER if on_s3 else FAST_CONSUMER), **overrides})
+
+
+def member(settings: Settings, group: str, **overrides) -> Consumer:
+    """A consumer for the service loop: a group member on Apache Kafka, a plain client on tansu.
+
+    A member is static (`group.instance.id`): restarted within the session timeout, it takes its partitions
+    back without a rebalance. Its `client.id` names the process in the broker's view of the group.
+    """
+    if not settings.consumer_groups:
+        return consumer(settings.kafka_bootstrap_servers, group, settings.broker_on_s3, **overrides)
+    identity = f"{group}-{settings.instance}"
+    return Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group,
+                     "group.instance.id": identity, "client.id": identity, "enable.auto.commit": False,
+                     "auto.offset.reset": "earliest", **FETCH, **GROUP_MEMBER[settings.group_protocol],
+                     **overrides})
 
 
 def owned_partitions(topics: Iterable[str], partitions: int, instance: int, instances: int) -> list[TopicPartition]:
@@ -137,6 +175,61 @@ def assign_from_committed(consumer: Consumer, partitions: list[TopicPartition]) 
     committed = consumer.committed(partitions, timeout=10)
     consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
                      for tp in committed])
+
+
+class Ownership(Protocol):
+    def take(self, source: Consumer, topics: list[str]) -> None:
+        """Start reading `topics`, each partition from this group's committed offset."""
+
+
+class GroupMembership:
+    """Apache Kafka: subscribe, and let the group coordinator share the partitions among the members."""
+
+    def take(self, source: Consumer, topics: list[str]) -> None:
+        source.subscribe(topics, on_revoke=commit_before_revoke)
+
+
+class ExplicitOwnership:
+    """tansu: instance i of n owns the partitions p with p % n == i, resumed from the group's committed offsets."""
+
+    def __init__(self, partitions: int, instance: int, instances: int):
+        self.partitions, self.instance, self.instances = partitions, instance, instances
+
+    def take(self, source: Consumer, topics: list[str]) -> None:
+        assign_from_committed(source, owned_partitions(topics, self.partitions, self.instance, self.instances))
+
+
+def ownership(settings: Settings) -> Ownership:
+    if settings.consumer_groups:
+        return GroupMembership()
+    return ExplicitOwnership(settings.partitions, settings.instance, settings.instances)
+
+
+def commit_before_revoke(source: Consumer, partitions: list[TopicPartition]) -> None:
+    """Partitions move to another member: commit what this one handled, so the next starts right after it.
+
+    The loop calls `consume` only between batches, after each batch's commit, so this usually finds nothing
+    new to commit; it matters when a batch failed and was rewound, or a future loop commits less often.
+    """
+    try:
+        source.commit(offsets=[tp for tp in source.position(partitions) if tp.offset >= 0], asynchronous=False)
+    except KafkaException as error:
+        if error.args[0].code() != KafkaError._NO_OFFSET:
+            log.warning("commit on revoke failed: %s", error)
+
+
+def describe_groups(bootstrap: str, groups: Iterable[str], timeout: float = 5) -> dict[str, dict]:
+    """The broker's view of each group: its state, its protocol, and which member owns which partitions."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
+    views = {}
+    for group, future in admin.describe_consumer_groups(list(groups), request_timeout=timeout).items():
+        description = future.result()
+        views[group] = {
+            "state": description.state.name, "protocol": description.type.name.lower(),
+            "members": [{"client": m.client_id, "instance": m.group_instance_id, "host": m.host,
+                         "partitions": sorted((tp.topic, tp.partition) for tp in m.assignment.topic_partitions)}
+                        for m in description.members]}
+    return views
 
 
 def unread(bootstrap: str, group: str, topics: Iterable[str], partitions: int, on_s3: bool = False,
@@ -175,19 +268,23 @@ class StopFlag:
         self.stopped = True
 
 
-def run_consumer(bootstrap: str, group: str, topics: list[str], handle: Callable[[list[Event]], list[Event | Notification]],
-                 partitions: int, instance: int = 0, instances: int = 1, heartbeat: Path | None = None,
-                 batch_size: int = 500, on_s3: bool = False) -> None:
+def heartbeat_file(home: Path, group: str, instance: int) -> Path:
+    return home / "run" / f"{group}-{instance}.alive"
+
+
+def run_consumer(settings: Settings, group: str, topics: list[str],
+                 handle: Callable[[list[Event]], list[Event | Notification]], batch_size: int = 500) -> None:
     """Consume, handle a batch, publish what it produced, then commit. Forever, until SIGTERM."""
     stop = StopFlag()
-    source = consumer(bootstrap, group, on_s3)
-    producer = reliable_producer(bootstrap, on_s3)
-    assign_from_committed(source, owned_partitions(topics, partitions, instance, instances))
-    log.info("consuming %s as %s instance %d/%d", topics, group, instance, instances)
+    source = member(settings, group)
+    producer = reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3)
+    ownership(settings).take(source, topics)
+    heartbeat = heartbeat_file(settings.home, group, settings.instance)
+    log.info("consuming %s as %s instance %d (%s)", topics, group, settings.instance,
+             "group member" if settings.consumer_groups else f"owns p % {settings.instances} == {settings.instance}")
     try:
         while not stop.stopped:
-            if heartbeat:
-                heartbeat.touch()  # `flashsale status` reads this: alive, assigned and looping
+            heartbeat.touch()  # `flashsale status` reads this: alive and looping
             messages = [m for m in next_batch(source, batch_size) if not m.error()]
             if not messages:
                 continue

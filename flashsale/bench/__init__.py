@@ -106,7 +106,7 @@ def fresh(stack: Stack) -> None:
 
 def start_noop(stack: Stack) -> tuple[int, str]:
     port = free_port()
-    env = stack._service_env(0, 1) | {"FLASHSALE_GATEWAY_PORT": str(port)}
+    env = stack.service_env() | {"FLASHSALE_GATEWAY_PORT": str(port)}
     log = stack.log_path("noop")
     pid = spawn([sys.executable, "-m", "flashsale.bench.noop"], log, env)
     import httpx

@@ -18,15 +18,16 @@ from flashsale.adapters import redis as redis_adapter
 from flashsale.settings import Settings
 from flashsale.stack.control import INFRA, SERVICES, Stack
 from flashsale.stack.processes import alive, free_port
+from flashsale.stack.state import State
 
 
 class LabStack(Stack):
     """The CLI's Stack. It also notes every pid it starts in `pids.log`: a test proves none outlives the notebook."""
 
-    def save(self, state: dict) -> None:
+    def save(self, state: State) -> None:
         super().save(state)
         with open(self.home / "pids.log", "a") as ledger:
-            ledger.writelines(f"{info['pid']}\n" for info in state["processes"].values() if info.get("pid"))
+            ledger.writelines(f"{info.pid}\n" for info in state.processes.values())
 
 
 def start(name: str, services=SERVICES, stock: int = 100) -> LabStack:
@@ -41,7 +42,7 @@ def start(name: str, services=SERVICES, stock: int = 100) -> LabStack:
 def _ports(home) -> dict:
     """Free ports for the gateway and the shop; the same ones again while this home's stack still runs."""
     saved = home / "ports.json"
-    if saved.exists() and any(alive(p.get("pid")) for p in Stack(Settings(home=home)).load()["processes"].values()):
+    if saved.exists() and any(alive(p.pid) for p in Stack(Settings(home=home)).processes().values()):
         return json.loads(saved.read_text())
     ports = {"gateway_port": free_port(), "shop_port": free_port()}
     home.mkdir(parents=True, exist_ok=True)

@@ -117,5 +117,4 @@ class Watcher(threading.Thread):
                 self.version += 1
 
     def _poll_status(self) -> None:
-        processes = self.stack.load()["processes"]
-        self._set("up", {name: alive(info.get("pid")) for name, info in processes.items()})
+        self._set("up", {name: alive(info.pid) for name, info in self.stack.processes().items()})

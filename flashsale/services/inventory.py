@@ -38,10 +38,7 @@ def main() -> None:
     tune_gc()
     settings = Settings()
     redis = redis_adapter.connect(settings.redis_url)
-    kafka.run_consumer(settings.kafka_bootstrap_servers, "inventory", [ev.ORDER_EVENTS],
-                       lambda batch: handle(redis, batch), settings.partitions, settings.instance,
-                       settings.instances, heartbeat=settings.home / "run" / f"inventory-{settings.instance}.alive",
-                       on_s3=settings.broker_on_s3)
+    kafka.run_consumer(settings, "inventory", [ev.ORDER_EVENTS], lambda batch: handle(redis, batch))
 
 
 if __name__ == "__main__":

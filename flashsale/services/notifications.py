@@ -34,10 +34,7 @@ def main() -> None:
     configure_logging("notifications")
     tune_gc()
     settings = Settings()
-    kafka.run_consumer(settings.kafka_bootstrap_servers, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS],
-                       handle, settings.partitions, settings.instance, settings.instances,
-                       heartbeat=settings.home / "run" / f"notifications-{settings.instance}.alive",
-                       on_s3=settings.broker_on_s3)
+    kafka.run_consumer(settings, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS], handle)
 
 
 if __name__ == "__main__":

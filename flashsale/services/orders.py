@@ -66,10 +66,7 @@ def main() -> None:
         with pool.connection() as conn:
             return handle(conn, batch)
 
-    kafka.run_consumer(settings.kafka_bootstrap_servers, "orders", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS],
-                       handle_batch, settings.partitions, settings.instance,
-                       settings.instances, heartbeat=settings.home / "run" / f"orders-{settings.instance}.alive",
-                       on_s3=settings.broker_on_s3)
+    kafka.run_consumer(settings, "orders", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS], handle_batch)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """The stack: one object that starts, checks, breaks and stops every server and service.
 
-The `flashsale` command, the notebooks and the tests all drive the stack
-through this class, so what a learner runs is what the tests check. It keeps
-its process table in `<home>/stack.json`, so a later command (or another
-notebook) finds what an earlier one started.
+The `flashsale` command, the notebooks and the tests all drive the stack through this class, so what a
+learner runs is what the tests check. What it runs comes from the registries in `components.py`; what is
+running is in its process table (`state.py`), so a later command (or another notebook) finds it.
 """
 import fcntl
 import json
@@ -14,20 +13,17 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
 from flashsale.events import INVENTORY_EVENTS
 from flashsale.sale import Sale, current_sale, reconcile, sale_counts, start_sale
 from flashsale.settings import Settings
-from flashsale.stack import embedded
-from flashsale.stack.processes import StackError, alive, free_port, port_open, require_free, spawn, stop, tail, wait_until
+from flashsale.stack import components, embedded, state as table
+from flashsale.stack.components import CONSUMERS, HTTP_SERVICES, INFRA, SERVICES, Launch
+from flashsale.stack.processes import StackError, alive, require_free, spawn, stop, tail, wait_until
+from flashsale.stack.state import Process, State
 
-INFRA = ("kafka", "postgres", "redis")
-CONSUMERS = ("orders", "inventory", "notifications")
-HTTP_SERVICES = ("gateway", "shop")
-SERVICES = (*CONSUMERS, *HTTP_SERVICES)
 HEARTBEAT_FRESH_S = 5
+MAX_MEMBERS = 8  # a group may have more members than partitions: the extra ones sit idle, as Kafka teaches
 
 
 class Stack:
@@ -35,16 +31,20 @@ class Stack:
         self.settings = settings or Settings()
         self.home = self.settings.home.resolve()
         self.state_file = self.home / "stack.json"
-        if self.settings.public or self.load().get("public"):
+        running = self.load()
+        if self.settings.public or running.public:
             self.settings = self._public(self.settings)
-        if self.load().get("durable"):  # `up --durable` holds for every later command (kill, restart), until `down`
-            self.settings = self.settings.model_copy(update={"durable": True})
+        # `up --durable` and `up --broker kafka` hold for every later command (kill, restart), until `down`
+        kept = {"durable": True} if running.durable else {}
+        if running.broker and running.processes:
+            kept["broker"] = running.broker
+        self.settings = self.settings.model_copy(update=kept)
 
     def _public(self, settings: Settings) -> Settings:
         """Live mode keeps its protections on for every later command, until `down`."""
         from flashsale import live
 
-        protections = {"public": True}
+        protections: dict = {"public": True}
         if settings.rate_limit_per_s == 0:
             protections.update(rate_limit_per_s=live.PUBLIC_RATE_LIMIT_PER_S, rate_limit_burst=live.PUBLIC_BURST)
         if settings.admin_token == Settings.model_fields["admin_token"].default:
@@ -53,14 +53,16 @@ class Stack:
 
     # --- the process table -------------------------------------------------------------
 
-    def load(self) -> dict:
-        if self.state_file.exists():
-            return json.loads(self.state_file.read_text())
-        return {"ports": {}, "addresses": {}, "processes": {}, "scale": {}}
+    def load(self) -> State:
+        return table.load(self.state_file)
 
-    def save(self, state: dict) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(state, indent=2))
+    def save(self, state: State) -> None:
+        table.save(self.state_file, state)
+
+    def processes(self, service: str | None = None) -> dict[str, Process]:
+        """The processes started, by name (`inventory`, `inventory.1`, `kafka`...); those of one service if named."""
+        processes = self.load().processes
+        return {n: p for n, p in processes.items() if service is None or (p.service or n) == service}
 
     @contextmanager
     def locked(self):
@@ -72,7 +74,7 @@ class Stack:
 
     def wired(self) -> Settings:
         """The settings every service gets: ours, with the running servers' addresses filled in."""
-        addresses = self.load()["addresses"]
+        addresses = self.load().addresses
         if self.settings.infra == "external" or not addresses:
             return self.settings.model_copy(update={"home": self.home})
         return self.settings.model_copy(update={"home": self.home, "kafka_bootstrap_servers": addresses["kafka"],
@@ -81,17 +83,17 @@ class Stack:
 
     # --- up -------------------------------------------------------------------------------
 
-    def up(self, stock: int | None = None, timeout: float = 60, services: tuple[str, ...] = SERVICES) -> dict:
+    def up(self, stock: int | None = None, timeout: float = 60, services: tuple[str, ...] = tuple(SERVICES)) -> dict:
         """Start whatever is not running (the servers, then `services`), wait until all is healthy. Idempotent."""
         with self.locked():
             state = self.load()
             for service in HTTP_SERVICES:  # refuse early, before starting anything, if a fixed port is taken
-                if not alive(state["processes"].get(service, {}).get("pid")):
-                    require_free(getattr(self.settings, f"{service}_port"), service)
-            state["public"], state["durable"] = self.settings.public, self.settings.durable
+                if not alive(state.processes.get(service, Process(pid=0, url="")).pid):
+                    require_free(self._port(service), service)
+            state.public, state.durable, state.broker = self.settings.public, self.settings.durable, self.settings.broker
             self.save(state)
-            broker_was_down = not alive(state["processes"].get("kafka", {}).get("pid"))
-            clients = self._stop_clients() if broker_was_down and self._memory_broker else set()
+            broker_was_down = not alive(self._pid("kafka"))
+            clients = self._stop_clients() if broker_was_down and self._forgetful_broker else set()
             self._infra_up(timeout)
             settings = self.wired()
             kafka.ensure_topics(settings.kafka_bootstrap_servers, settings.partitions)
@@ -110,124 +112,127 @@ class Stack:
         if self.settings.infra == "docker":
             from flashsale.stack import docker
             state = self.load()
-            state["addresses"] = docker.up(self.settings, timeout)
+            state.addresses = docker.up(self.settings, timeout)
             return self.save(state)
-        for name in INFRA:
-            self.start_infra(name)
-        state = self.load()
-        for name in INFRA:
-            info = state["processes"][name]
-            wait_until(lambda: self._healthy(name, info), timeout, f"{name} did not start",
-                       self.home / "logs" / f"{name}.log", info["pid"])
+        for name in components.servers(self.settings):
+            self.start_infra(name, timeout)
 
-    def start_infra(self, name: str) -> None:
-        """Start one embedded server unless it runs; it keeps its port, so the services keep their address."""
+    def start_infra(self, name: str, timeout: float = 60) -> None:
+        """Start one embedded server unless it runs, and wait until it answers; it keeps its ports."""
+        server = components.servers(self.settings)[name]
         state = self.load()
-        if alive(state["processes"].get(name, {}).get("pid")):
-            return
-        port = state["ports"].get(name) or free_port()
-        require_free(port, name)
-        if name == "kafka":
-            s3 = self._seaweedfs(state) if self.settings.durable else None
-            started = embedded.start_kafka(self.home, port, s3)
-        else:
-            started = getattr(embedded, f"start_{name}")(self.home, port)
-        state = self.load()
-        state["ports"][name] = port
-        state["addresses"][name] = started.url
-        state["processes"][name] = {"pid": started.pid, "url": started.url, "signal": started.stop_signal}
-        self.save(state)
-
-    def _seaweedfs(self, state: dict) -> str:
-        """The S3 server under a durable broker: started before it, kept when it restarts, on the same ports."""
-        info = state["processes"].get("seaweedfs", {})
-        if not alive(info.get("pid")):
-            ports = state["ports"].get("seaweedfs")
-            ports = ports if isinstance(ports, dict) else embedded.seaweedfs_ports()
+        if not alive(self._pid(name)):
+            ports = state.ports.get(name) or server.ports()
             for flag, port in ports.items():
-                require_free(port, f"seaweedfs -{flag}")
-            started = embedded.start_seaweedfs(self.home, ports)
-            info = {"pid": started.pid, "url": started.url, "signal": started.stop_signal}
-            state["ports"]["seaweedfs"], state["processes"]["seaweedfs"] = ports, info
+                require_free(port, f"{name} {flag}")
+            launch = Launch(self.home, ports, self.settings, {need: state.addresses[need] for need in server.needs})
+            started = server.start(launch)
+            state = self.load()
+            state.ports[name], state.addresses[name] = ports, started.url
+            state.processes[name] = Process(pid=started.pid, url=started.url, signal=started.stop_signal)
             self.save(state)
-            wait_until(lambda: embedded.bucket_ready(started.url, "tansu"), 60, "seaweedfs did not start",
-                       self.home / "logs" / "seaweedfs.log", started.pid)
-        return info["url"]
+        info = self.load().processes[name]
+        wait_until(lambda: server.answers(info.url), timeout, f"{name} did not start", self.log_path(name), info.pid)
 
     def _service_up(self, service: str) -> None:
-        instances = self.load()["scale"].get(service, 1)
+        instances = self.load().scale.get(service, 1)
         for instance in range(instances):
             self.start_service(service, instance, instances)
 
     def start_service(self, service: str, instance: int = 0, instances: int = 1) -> None:
         name = service if instance == 0 else f"{service}.{instance}"
-        state = self.load()
-        if alive(state["processes"].get(name, {}).get("pid")):
+        if alive(self._pid(name)):
             return
         if service in HTTP_SERVICES:
-            require_free(getattr(self.settings, f"{service}_port"), service)
-        (self.home / "run").mkdir(parents=True, exist_ok=True)
-        (self.home / "run" / f"{service}-{instance}.alive").unlink(missing_ok=True)
-        pid = spawn([sys.executable, "-m", f"flashsale.services.{service}"], self.home / "logs" / f"{name}.log",
-                    self._service_env(instance, instances))
-        url = getattr(self.settings, f"{service}_url") if service in HTTP_SERVICES else f"consumer {instance}/{instances}"
+            require_free(self._port(service), service)
+        heartbeat = kafka.heartbeat_file(self.home, service, instance)
+        heartbeat.parent.mkdir(parents=True, exist_ok=True)
+        heartbeat.unlink(missing_ok=True)
+        pid = spawn([sys.executable, "-m", f"flashsale.services.{service}"], self.log_path(name),
+                    self.service_env(instance, instances))
+        url = self.service_url(service) if service in HTTP_SERVICES else f"consumer {instance}"
         state = self.load()
-        state["processes"][name] = {"pid": pid, "url": url, "service": service, "instance": instance,
-                                    "signal": signal.SIGTERM}
+        state.processes[name] = Process(pid=pid, url=url, service=service, instance=instance)
         self.save(state)
 
-    def _service_env(self, instance: int, instances: int) -> dict:
+    def service_env(self, instance: int = 0, instances: int = 1) -> dict[str, str]:
+        """The environment a service process gets: the wired settings as FLASHSALE_* variables."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
         for field, value in self.wired().model_dump(mode="json").items():
             env[f"FLASHSALE_{field.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         env.update(FLASHSALE_INSTANCE=str(instance), FLASHSALE_INSTANCES=str(instances), PYTHONUNBUFFERED="1")
         return env
 
-    def _wait_healthy(self, names, timeout: float) -> None:
-        for name, info in self.load()["processes"].items():
-            if info.get("service", name) in names:
+    def service_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self._port(service)}"
+
+    def _port(self, service: str) -> int:
+        return getattr(self.settings, SERVICES[service].port_setting)
+
+    def _pid(self, name: str) -> int | None:
+        process = self.load().processes.get(name)
+        return process.pid if process else None
+
+    def _wait_healthy(self, services, timeout: float) -> None:
+        for name, info in self.load().processes.items():
+            if info.service in services:
                 wait_until(lambda: self._healthy(name, info), timeout, f"{name} did not become healthy",
-                           self.home / "logs" / f"{name}.log", info["pid"])
+                           self.log_path(name), info.pid)
 
     # --- health and status ----------------------------------------------------------------
 
-    def _healthy(self, name: str, info: dict) -> bool:
-        try:
-            service = info.get("service", name)
-            settings = self.wired()
-            if service == "kafka":
-                host, port = settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)
-                return port_open(host, int(port))
-            if service == "postgres":
-                with postgres.connect(settings.database_url) as conn:
-                    return conn.execute("SELECT 1").fetchone() == (1,)
-            if service == "redis":
-                return redis_adapter.connect(settings.redis_url).ping()
-            if not alive(info.get("pid")):
-                return False
-            if service in HTTP_SERVICES:
-                return httpx.get(f"{info['url']}/healthz", timeout=3).status_code == 200
-            beat = self.home / "run" / f"{service}-{info.get('instance', 0)}.alive"
-            return beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_FRESH_S
-        except Exception:
+    def _healthy(self, name: str, info: Process | None, members: dict | None = None) -> bool:
+        """Does it answer? A consumer: is it looping, and, in a consumer group, does the broker list it?"""
+        if info is None or info.service is None:  # a server: embedded, or docker's, or someone else's
+            return self._server_answers(name)
+        if not alive(info.pid):
             return False
+        if info.service in HTTP_SERVICES:
+            return _quietly(SERVICES[info.service].answers, info.url)
+        beat = kafka.heartbeat_file(self.home, info.service, info.instance)
+        looping = beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_FRESH_S
+        if not looping or not self.settings.consumer_groups:
+            return looping
+        members = members if members is not None else self._members([info.service])
+        return f"{info.service}-{info.instance}" in members.get(info.service, set())
+
+    def _server_answers(self, name: str) -> bool:
+        settings = self.wired()
+        url = {"kafka": settings.kafka_bootstrap_servers, "postgres": settings.database_url,
+               "redis": settings.redis_url}.get(name) or self.load().addresses.get(name, "")
+        server = components.servers(settings).get(name) or components.SERVERS[name]
+        return _quietly(server.answers, url)
+
+    def _members(self, groups) -> dict[str, set[str]]:
+        """The static member ids the broker lists in each group (empty if the broker does not answer)."""
+        try:
+            views = kafka.describe_groups(self.wired().kafka_bootstrap_servers, groups, timeout=3)
+        except kafka.KafkaException:
+            return {}
+        return {group: {m["instance"] for m in view["members"]} for group, view in views.items()}
 
     def status(self) -> dict:
         state, settings = self.load(), self.wired()
         infra_urls = {"kafka": settings.kafka_bootstrap_servers, "postgres": settings.database_url,
                       "redis": settings.redis_url}
-        infra = {name: {"pid": state["processes"].get(name, {}).get("pid"), "url": infra_urls[name],
-                        "healthy": self._healthy(name, state["processes"].get(name, {}))} for name in INFRA}
-        if "seaweedfs" in state["processes"]:  # the S3 server under a durable broker
-            weed = state["processes"]["seaweedfs"]
-            infra["seaweedfs"] = {"pid": weed["pid"], "url": weed["url"], "healthy": alive(weed["pid"])}
+        infra = {}
+        for name in (*INFRA, *(n for n in state.processes if n not in INFRA and state.processes[n].service is None)):
+            info = state.processes.get(name)
+            infra[name] = {"pid": info.pid if info and alive(info.pid) else None,
+                           "url": infra_urls.get(name) or (info.url if info else ""),
+                           "healthy": self._healthy(name, info)}
+        infra["kafka"]["broker"] = settings.broker if settings.infra == "embedded" else "kafka"
+        members = self._members(CONSUMERS) if settings.consumer_groups else {}
         services = {}
-        for name, info in state["processes"].items():
-            if "service" in info:
-                services[name] = {"pid": info["pid"] if alive(info["pid"]) else None, "url": info["url"],
-                                  "healthy": self._healthy(name, info)}
+        for name, info in state.processes.items():
+            if info.service:
+                services[name] = {"pid": info.pid if alive(info.pid) else None, "url": info.url,
+                                  "healthy": self._healthy(name, info, members)}
         for name in SERVICES:
             services.setdefault(name, {"pid": None, "url": "", "healthy": False})
+        for service, count in state.scale.items():
+            services[service]["instances"] = [{"name": n, "pid": services[n]["pid"], "healthy": services[n]["healthy"]}
+                                              for n in state.instances(service)]
         return {"infra": infra, "services": services, "sale": self.sale() if infra["postgres"]["healthy"]
                 and infra["redis"]["healthy"] else None}
 
@@ -245,28 +250,25 @@ class Stack:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> list[int]:
         """Kill a service (every instance of it) or a server, as a crash would."""
         killed = []
-        for proc_name, info in self.load()["processes"].items():
-            if info.get("service", proc_name) == name and alive(info["pid"]):
-                stop(info["pid"], sig)
-                killed.append(info["pid"])
+        for info in self.processes(name).values():
+            if alive(info.pid):
+                stop(info.pid, sig)
+                killed.append(info.pid)
         if not killed and name not in (*INFRA, *SERVICES):
             raise StackError(f"Unknown component {name!r}: one of {', '.join((*SERVICES, *INFRA))}.")
         return killed
 
     def restart(self, name: str, timeout: float = 60) -> None:
         with self.locked():
-            for proc_name, info in self.load()["processes"].items():
-                if info.get("service", proc_name) == name:
-                    stop(info["pid"], info.get("signal", signal.SIGTERM))
+            for info in self.processes(name).values():
+                stop(info.pid, info.signal)
             if name in INFRA:
-                clients = self._stop_clients() if name == "kafka" and self._memory_broker else set()
+                forgets = name == "kafka" and self._forgetful_broker
+                clients = self._stop_clients() if forgets else set()
                 if name == "redis":  # with an empty Redis it would refuse every order (see _recover_sale)
                     self.kill("inventory", signal.SIGTERM)
-                self.start_infra(name)
-                info = self.load()["processes"][name]
-                wait_until(lambda: self._healthy(name, info), timeout, f"{name} did not restart",
-                           self.home / "logs" / f"{name}.log", info["pid"])
-                if name == "kafka":  # a memory broker comes back empty
+                self.start_infra(name, timeout)
+                if forgets:  # a memory broker comes back empty
                     kafka.ensure_topics(self.wired().kafka_bootstrap_servers, self.settings.partitions)
                     self._start_clients(clients, timeout)
                 if name == "redis":
@@ -297,8 +299,8 @@ class Stack:
         self._wait_healthy(["inventory"], timeout)
 
     @property
-    def _memory_broker(self) -> bool:
-        return self.settings.infra == "embedded" and not self.settings.durable
+    def _forgetful_broker(self) -> bool:
+        return self.settings.infra == "embedded" and components.broker(self.settings).forgets_on_restart
 
     def _stop_clients(self) -> set[str]:
         """Stop every running service before a memory broker starts again; return which ran.
@@ -310,10 +312,10 @@ class Stack:
         after it so, when the services were restarted only after the broker). New processes, started once the
         topics exist, get new producer ids and read the new topics from the start.
         """
-        running = [info for info in self.load()["processes"].values() if "service" in info and alive(info["pid"])]
+        running = [info for info in self.load().processes.values() if info.service and alive(info.pid)]
         for info in running:
-            stop(info["pid"], info.get("signal", signal.SIGTERM))
-        return {info["service"] for info in running}
+            stop(info.pid, info.signal)
+        return {info.service for info in running}
 
     def _start_clients(self, services: set[str], timeout: float) -> None:
         for service in services:
@@ -321,16 +323,24 @@ class Stack:
         self._wait_healthy(services, timeout)
 
     def scale(self, service: str, instances: int, timeout: float = 60) -> None:
-        """Run `instances` copies of a consumer; each owns its share of the partitions."""
-        if service not in CONSUMERS or not 1 <= instances <= self.settings.partitions:
-            raise StackError(f"Only consumers scale, from 1 to {self.settings.partitions} (one per partition).")
+        """Run `instances` copies of a consumer service.
+
+        In a consumer group (Apache Kafka) members are added or removed and the others keep running: the group
+        coordinator moves partitions to the newcomers, or from the leavers. On tansu each instance owns its
+        share of the partitions by number (i of n), so every instance restarts with the new split.
+        """
+        groups = self.settings.consumer_groups
+        most = MAX_MEMBERS if groups else self.settings.partitions
+        if service not in CONSUMERS or not 1 <= instances <= most:
+            raise StackError(f"Only consumers scale ({', '.join(CONSUMERS)}), from 1 to {most}"
+                             + ("." if groups else " on tansu (one instance per partition)."))
         with self.locked():
             state = self.load()
-            for name, info in list(state["processes"].items()):
-                if info.get("service") == service:
-                    stop(info["pid"], signal.SIGTERM)
-                    del state["processes"][name]
-            state["scale"][service] = instances
+            for name, info in sorted(state.instances(service).items(), key=lambda item: -item[1].instance):
+                if not groups or info.instance >= instances:
+                    stop(info.pid, info.signal)
+                    del state.processes[name]
+            state.scale[service] = instances
             self.save(state)
             self._service_up(service)
             self._wait_healthy([service], timeout)
@@ -345,17 +355,16 @@ class Stack:
     # --- down ---------------------------------------------------------------------------------
 
     def down(self) -> None:
-        """Stop services first (they finish their batch and commit), then the servers, the broker before its S3."""
+        """Stop services first (they finish their batch and commit), then the servers in reverse start order."""
         with self.locked():
             state = self.load()
-            order = sorted(state["processes"], key=lambda n: (n in (*INFRA, "seaweedfs"), n == "seaweedfs"))
-            for name in order:
-                info = state["processes"][name]
-                stop(info["pid"], info.get("signal", signal.SIGTERM))
-            weed_ports = state["ports"].get("seaweedfs")
-            for leftover in embedded.seaweedfs_sockets(weed_ports if isinstance(weed_ports, dict) else {}):
+            servers = [name for name in components.servers(self.settings) if name in state.processes]
+            services = [name for name in state.processes if name not in servers]
+            for name in [*services, *reversed(servers)]:
+                stop(state.processes[name].pid, state.processes[name].signal)
+            for leftover in embedded.seaweedfs_sockets(state.ports.get("seaweedfs", {})):
                 leftover.unlink(missing_ok=True)
-            state["processes"], state["public"], state["durable"] = {}, False, False
+            state.processes, state.public, state.durable = {}, False, False
             self.save(state)
             if self.settings.infra == "docker":
                 from flashsale.stack import docker
@@ -366,3 +375,11 @@ class Stack:
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         return tail(self.log_path(name), lines)
+
+
+def _quietly(answers, url: str) -> bool:
+    """A probe of something that may be down: any failure to answer is a plain no."""
+    try:
+        return bool(answers(url))
+    except Exception:
+        return False

