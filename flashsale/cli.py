@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +24,13 @@ def stack(**overrides) -> Stack:
     return Stack(Settings(**{k: v for k, v in overrides.items() if v is not None}))
 
 
+def stack_or_fail(**overrides) -> Stack:
+    try:
+        return stack(**overrides)
+    except ValidationError as error:
+        fail(StackError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())))
+
+
 def fail(error: Exception) -> None:
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(1)
@@ -30,11 +38,13 @@ def fail(error: Exception) -> None:
 
 @app.command()
 def up(infra: Optional[str] = typer.Option(None, help="embedded | docker | external"),
-       durable: bool = typer.Option(False, help="Embedded broker on S3 storage (SeaweedFS): survives a crash."),
+       broker: Optional[str] = typer.Option(None, help="The embedded broker: tansu (the default, zero install) "
+                                                        "or kafka (Apache Kafka 4.x: `flashsale kafka install`)."),
+       durable: bool = typer.Option(False, help="Embedded tansu on S3 storage (SeaweedFS): survives a crash."),
        public: bool = typer.Option(False, help="Live mode: listen on all interfaces for an audience."),
        stock: Optional[int] = typer.Option(None, help="Start a new sale with this stock.")):
     """Start the infrastructure and every service; wait until all are healthy."""
-    the_stack = stack(infra=infra, durable=durable or None, public=public or None)
+    the_stack = stack_or_fail(infra=infra, broker=broker, durable=durable or None, public=public or None)
     try:
         status_ = the_stack.up(stock=stock)
     except StackError as error:
@@ -69,7 +79,8 @@ def print_status(status_: dict) -> None:
     table = Table("component", "pid", "address", "healthy")
     for group in ("infra", "services"):
         for name, info in status_[group].items():
-            table.add_row(name, str(info["pid"] or "-"), info["url"], "[green]yes[/]" if info["healthy"] else "[red]no[/]")
+            label = f"{name} ({info['broker']})" if "broker" in info else name
+            table.add_row(label, str(info["pid"] or "-"), info["url"], "[green]yes[/]" if info["healthy"] else "[red]no[/]")
     console.print(table)
     if status_.get("sale"):
         console.print("sale: " + ", ".join(f"{k} {v}" for k, v in status_["sale"].items()), highlight=False)
@@ -102,6 +113,18 @@ def restart(service: str):
     except StackError as error:
         fail(error)
     console.print(f"{service} is healthy")
+
+
+@app.command()
+def scale(service: str, instances: int):
+    """Run N instances of a consumer service; on Apache Kafka the others keep running while the group rebalances."""
+    try:
+        the_stack = stack()
+        the_stack.scale(service, instances)
+    except StackError as error:
+        fail(error)
+    members = ", ".join(the_stack.processes(service))
+    console.print(f"{service}: {instances} running ({members})", highlight=False)
 
 
 @app.command()
@@ -187,6 +210,22 @@ def slides(output: Path = typer.Option(..., help="Folder for flashsale.html, the
     except Exception as error:  # a missing notebook, a cell that failed: say which, without a traceback
         fail(StackError(f"the deck did not build: {str(error).strip().splitlines()[-1]}"))
     console.print(f"deck: {path.resolve()} ({deck.count_slides(path.read_text())} slides)", highlight=False)
+
+
+kafka_app = typer.Typer(help="Apache Kafka for the embedded broker.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+
+
+@kafka_app.command("install")
+def kafka_install():
+    """Put Apache Kafka in the user's cache, once: with Maven if it is on the PATH, else Apache's release."""
+    from flashsale.stack import kafka_dist
+
+    try:
+        folder = kafka_dist.install()
+    except StackError as error:
+        fail(error)
+    console.print(f"Apache Kafka {kafka_dist.version(folder)}: {folder}", highlight=False)
 
 
 @app.command()

@@ -42,7 +42,9 @@ LAB_GROUPS = {
 # A typo in a topic name should fail, not silently create a one-partition topic: the kit creates its topics.
 TOPICS = {"auto.create.topics.enable": "false"}
 
-JVM = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true")
+JVM = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+       # slf4j-simple's log lines, with the time, so a slow start can be read from the log
+       "-Dorg.slf4j.simpleLogger.showDateTime=true", "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS")
 
 
 def ports() -> dict[str, int]:

@@ -30,6 +30,7 @@ class Server:
     answers: Callable[[str], bool]  # given its address: does it serve requests?
     ports: Callable[[], dict[str, int]] = lambda: {"port": free_port()}
     needs: tuple[str, ...] = ()  # servers that must run first; their addresses come in `Launch.needs`
+    starts_within: float = 60  # seconds, on a busy 2-core machine
     forgets_on_restart: bool = False  # memory storage: it comes back empty
 
 
@@ -43,7 +44,9 @@ BROKERS = {
                     forgets_on_restart=True),
     "tansu-s3": Server(lambda s: embedded.start_tansu(s.home, s.ports["port"], s.needs["seaweedfs"]),
                        kafka.answers, needs=("seaweedfs",)),
-    "kafka": Server(lambda s: apache_kafka.start(s.home, s.ports, s.settings), kafka.answers, apache_kafka.ports),
+    # A JVM: ~4 s to start here when the machine is idle, over 60 s while two other JVMs and a suite ran.
+    "kafka": Server(lambda s: apache_kafka.start(s.home, s.ports, s.settings), kafka.answers, apache_kafka.ports,
+                    starts_within=180),
 }
 
 SERVERS = {

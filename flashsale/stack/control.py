@@ -132,7 +132,8 @@ class Stack:
             state.processes[name] = Process(pid=started.pid, url=started.url, signal=started.stop_signal)
             self.save(state)
         info = self.load().processes[name]
-        wait_until(lambda: server.answers(info.url), timeout, f"{name} did not start", self.log_path(name), info.pid)
+        wait_until(lambda: server.answers(info.url), max(timeout, server.starts_within), f"{name} did not start",
+                   self.log_path(name), info.pid)
 
     def _service_up(self, service: str) -> None:
         instances = self.load().scale.get(service, 1)

@@ -1,7 +1,8 @@
-"""The durable embedded broker (`flashsale up --durable`): tansu on S3 storage served by SeaweedFS.
+"""The durable embedded broker: tansu on S3 storage served by SeaweedFS (`flashsale up --durable`), or
+Apache Kafka (`--broker kafka`), whose log is on disk anyway.
 
 kill -9 the broker while buyers are being accepted, restart it: every order that got a 202 settles.
-With memory storage the same kill loses whatever the broker held (see test_infra_restarts.py).
+With tansu's memory storage the same kill loses whatever the broker held (see test_infra_restarts.py).
 """
 import random
 import time
@@ -26,6 +27,10 @@ def durable_stack(tmp_path_factory):
         stack.down()
 
 
+on_s3 = pytest.mark.skipif(Settings().broker != "tansu", reason="S3 storage is tansu's; Apache Kafka keeps its log on disk")
+
+
+@on_s3
 def test_status_names_the_s3_server_under_the_durable_broker(durable_stack):
     weed = durable_stack.status()["infra"]["seaweedfs"]
     assert isinstance(weed["pid"], int) and weed["url"].startswith("http://") and weed["healthy"] is True
@@ -41,7 +46,7 @@ def test_kill_9_of_the_durable_broker_mid_sale_loses_no_accepted_order(durable_s
 
     assert buyers.arriving, "the sale was over before the kill"
     assert durable_stack.kill("kafka"), "no broker to kill"
-    TALLY.injections["kafka (durable)"] += 1
+    TALLY.injections[f"{durable_stack.settings.broker} (durable)"] += 1
     time.sleep(rng.uniform(0.2, 1.5))  # the outage: the gateway holds or refuses what arrives meanwhile
     durable_stack.restart("kafka")
     back_at = buyers.elapsed()
@@ -56,6 +61,7 @@ def test_kill_9_of_the_durable_broker_mid_sale_loses_no_accepted_order(durable_s
     assert state.confirmed == min(500, state.confirmed + state.cancelled), state.as_dict()
 
 
+@on_s3
 def test_later_commands_keep_the_broker_durable(durable_stack):
     later = Stack(Settings(home=durable_stack.home))  # what `flashsale restart kafka` builds, without --durable
     assert later.settings.durable and later.wired().broker_on_s3
