@@ -6,6 +6,10 @@ quarter of its time (profiled with py-spy). Here the requests that arrive while
 a read is under way wait together for the *next* read, never for the one
 already under way: a read always starts after the request arrived, so a request
 still sees every write made before it (a `flashsale reset` just before a POST).
+
+One task does the reading, for as long as the server runs: the server holds it
+(`start()`) and watches it. Should it ever stop, the requests waiting for it are
+told so, and so is every later one, instead of waiting forever.
 """
 import asyncio
 from typing import Awaitable, Callable, Generic, TypeVar
@@ -13,27 +17,43 @@ from typing import Awaitable, Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
+class Stopped(RuntimeError):
+    """The reading task has stopped: no answer will come."""
+
+
 class SharedRead(Generic[T]):
     def __init__(self, read: Callable[[], Awaitable[T]]):
         self.read = read
+        self.task: asyncio.Task | None = None
         self._next: asyncio.Future | None = None  # what the requests that arrived since the last read wait for
-        self._reading = False
+        self._asked = asyncio.Event()
+
+    def start(self) -> asyncio.Task:
+        """The reading task (started by the first request otherwise), for its owner to hold and watch."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._read_while_asked())
+        return self.task
 
     async def __call__(self) -> T:
+        if self.start().done():
+            raise Stopped("the shared read has stopped")
         if self._next is None:
             self._next = asyncio.get_running_loop().create_future()
-            if not self._reading:
-                self._reading = True
-                asyncio.get_running_loop().create_task(self._read_while_asked())
+            self._asked.set()
         return await asyncio.shield(self._next)  # one waiter cancelled (a client hung up) cancels nobody else
 
     async def _read_while_asked(self) -> None:
+        answer = None
         try:
-            while self._next is not None:
+            while True:
+                await self._asked.wait()
+                self._asked.clear()
                 answer, self._next = self._next, None
                 try:
                     answer.set_result(await self.read())
                 except Exception as error:
                     answer.set_exception(error)
-        finally:
-            self._reading = False
+        finally:  # stopped (cancelled, or worse): nobody may wait for an answer that will not come
+            for waiting in (answer, self._next):
+                if waiting is not None and not waiting.done():
+                    waiting.set_exception(Stopped("the shared read has stopped"))

@@ -64,8 +64,10 @@ class Fanout:
         self.newest_stock: dict[str, str] = {}  # productId -> the newest figure not yet broadcast
         self._broadcast_due, self._last_broadcast = False, 0.0
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task:
+        """Start reading; the task is returned for the server to hold and watch (it should never end)."""
         self._task = asyncio.get_running_loop().create_task(self._consume())
+        return self._task
 
     def stop(self) -> None:
         self._task.cancel()
@@ -100,7 +102,7 @@ class Fanout:
             data = message["data"]
             owner = data.get("userId") if message.get("type") == ORDER_UPDATE else None
             stock_of = str(data.get("productId")) if message.get("type") == STOCK_UPDATE else None
-        except (TypeError, ValueError, KeyError, AttributeError):
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError):  # the last: JSON ~1,000 deep
             return  # not a notification (a poison message): nothing to tell, and the fan-out goes on
         text = raw.decode()
         if stock_of is not None:

@@ -6,7 +6,6 @@ cannot. It decides nothing about stock: inventory does, from the event.
 """
 import asyncio
 import functools
-import hmac
 import html
 import uuid
 from contextlib import asynccontextmanager
@@ -26,7 +25,9 @@ from flashsale.adapters.shared_read import SharedRead
 from flashsale.rules.reservation import SaleKeys
 from flashsale.sale import CURRENT, Sale, start_sale
 from flashsale.services.fanout import Fanout, Subscriber
-from flashsale.services.http import ApiError, BodyLimit, OrderRequest, RateLimiter, install_error_handlers, serve
+from flashsale.services.http import (ApiError, BodyLimit, OrderRequest, RateLimiter, admin_only, error_body,
+                                    install_error_handlers, serve)
+from flashsale.services.supervisor import Supervisor
 from flashsale.settings import Settings
 
 settings = Settings()
@@ -41,18 +42,25 @@ class ResetRequest(BaseModel):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
+    # Every background task is held and watched: one that dies makes /healthz answer 503, naming it.
+    app.state.background = background = Supervisor()
     # A bounded pool that makes requests wait their turn, instead of failing, when 1,000 arrive at once.
     app.state.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=64, timeout=5, socket_timeout=3))
     script = app.state.redis.register_script(SALE_AND_STOCK)
     app.state.sale_and_stock = SharedRead(lambda: script(keys=[CURRENT], args=[STOCK_KEY_OF_ANY_SALE]))
+    background.watch("sale-and-stock read", app.state.sale_and_stock.start())
     app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
     await app.state.db.open(wait=False)
-    app.state.publisher = kafka.AsyncPublisher(kafka.reliable_producer(settings.kafka_bootstrap_servers,
-                                                                         settings.broker_on_s3, **{"linger.ms": 5}))
+    producer = kafka.reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3,
+                                       **{"linger.ms": 5, "error_cb": background.kafka_errors("kafka producer")})
+    app.state.publisher = kafka.AsyncPublisher(producer)
+    background.watch("delivery-report poller", app.state.publisher.poller)
     app.state.fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions, settings.broker_on_s3)
-    app.state.fanout.start()
+    background.watch("fan-out of notification.events", app.state.fanout.start())
     yield
+    background.close()
+    app.state.sale_and_stock.task.cancel()
     app.state.fanout.stop()
     app.state.publisher.close()
     await app.state.db.close()
@@ -139,13 +147,7 @@ async def get_product(product_id: str, request: Request):
             "availableStock": max(stock, 0)}
 
 
-def require_admin(authorization: Annotated[str, Header()] = "") -> None:
-    """Checked before the body is read, in constant time; the token itself is never logged."""
-    if not hmac.compare_digest(authorization.encode(), f"Bearer {settings.admin_token}".encode()):
-        raise ApiError(401, "UNAUTHORIZED", "An admin token is required.")
-
-
-@app.post("/api/admin/reset", dependencies=[Depends(require_admin)])
+@app.post("/api/admin/reset", dependencies=[Depends(admin_only(settings.admin_token))])
 def reset(body: Annotated[ResetRequest | None, Body()] = None):
     body = body or ResetRequest()
     with postgres.connect(settings.database_url) as pg:
@@ -156,10 +158,15 @@ def reset(body: Annotated[ResetRequest | None, Body()] = None):
 
 @app.get("/healthz")
 async def healthz(request: Request):
+    """200 when Redis, PostgreSQL and Kafka answer and every background task runs; else 503, saying what is wrong."""
     checks = {"redis": request.app.state.redis.ping(), "postgres": _pg_ok(request), "kafka": _kafka_ok(request)}
     results = dict(zip(checks, await asyncio.gather(*checks.values(), return_exceptions=True)))
     healthy = {name: result is True for name, result in results.items()}
-    return JSONResponse({"healthy": all(healthy.values()), **healthy}, 200 if all(healthy.values()) else 503)
+    problems = [f"{name} does not answer ({type(result).__name__})" for name, result in results.items()
+                if result is not True] + request.app.state.background.problems()
+    if not problems:
+        return {"healthy": True, **healthy}
+    return JSONResponse({**error_body("UNHEALTHY", "; ".join(problems)), "healthy": False, **healthy}, 503)
 
 
 async def _pg_ok(request: Request) -> bool:
@@ -170,6 +177,7 @@ async def _pg_ok(request: Request) -> bool:
 
 async def _kafka_ok(request: Request) -> bool:
     producer = request.app.state.publisher.producer
+    producer.poll(0)  # serves a waiting error report: a fatal one shows in this very answer
     await asyncio.to_thread(producer.list_topics, ev.ORDER_EVENTS, 2)
     return True
 
@@ -181,18 +189,23 @@ async def buyer_page():
 
 @app.websocket("/ws")
 async def websocket(socket: WebSocket, userId: str | None = None):
-    """Stock updates for everyone; order updates only for `userId` when given (all of them otherwise)."""
+    """Stock updates for everyone; order updates only for `userId` when given (all of them otherwise).
+
+    The sender lives inside the handler (a TaskGroup): if it fails, the handler ends with its error, for the
+    server to log, instead of listening on to a socket nobody writes to.
+    """
     await socket.accept()
     fanout: Fanout = socket.app.state.fanout
     subscriber = fanout.subscribe(userId)
     try:
-        sender = asyncio.create_task(_pump(subscriber, socket))
-        while True:
-            await socket.receive_text()  # we expect nothing; this notices the close
-    except WebSocketDisconnect:
-        pass
+        async with asyncio.TaskGroup() as tasks:
+            sender = tasks.create_task(_pump(subscriber, socket))
+            while (await socket.receive())["type"] != "websocket.disconnect":
+                pass  # we expect nothing from the browser; this notices the close
+            sender.cancel()
+    except* WebSocketDisconnect:
+        pass  # the browser went away while we were sending to it
     finally:
-        sender.cancel()
         fanout.unsubscribe(subscriber)
 
 

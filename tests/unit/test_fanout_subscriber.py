@@ -81,3 +81,17 @@ def test_broadcasts_are_spaced_by_the_interval():
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert times and times[0] < STOCK_EVERY_S, f"the first figure after a quiet spell waited {times[0]:.3f} s"
     assert all(gap >= STOCK_EVERY_S * 0.9 for gap in gaps), gaps
+
+
+def test_a_deeply_nested_poison_message_does_not_kill_the_fan_out():
+    """json.loads raises RecursionError, not ValueError, past ~1,000 levels: one such message on
+    notification.events killed every gateway's fan-out (for good: the task ended)."""
+    async def scenario():
+        fanout = Fanout("unused:9092", partitions=1)
+        browser = fanout.subscribe(None)
+        fanout._deliver(b"[" * 100_000 + b"]" * 100_000)
+        fanout._deliver(json.dumps({"type": "order_update", "data": {"orderId": "o1", "userId": "u1"}}).encode())
+        return list(browser.updates)
+
+    [update] = asyncio.run(scenario())
+    assert json.loads(update)["data"]["orderId"] == "o1"

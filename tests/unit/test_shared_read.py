@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from flashsale.adapters.shared_read import SharedRead
+from flashsale.adapters.shared_read import SharedRead, Stopped
 
 
 class SlowStore:
@@ -72,3 +72,25 @@ def test_a_waiter_that_hangs_up_does_not_cancel_the_others():
         return await patient
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_the_reading_task_is_held_and_if_it_stops_nobody_waits_forever():
+    async def scenario():
+        never = asyncio.Event()
+
+        async def hangs() -> int:
+            await never.wait()
+            return 0
+
+        shared = SharedRead(hangs)
+        task = shared.start()
+        assert shared.start() is task  # one task, held by the SharedRead, for the server to watch
+        waiting = asyncio.ensure_future(shared())
+        await asyncio.sleep(0.01)
+        task.cancel()  # the reading task stops (the server shuts down, or worse)
+        with pytest.raises(Stopped):
+            await asyncio.wait_for(waiting, 1)
+        with pytest.raises(Stopped):
+            await asyncio.wait_for(shared(), 1)
+
+    asyncio.run(scenario())
