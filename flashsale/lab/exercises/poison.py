@@ -4,7 +4,8 @@ The learner writes `decode_or_dead_letter(messages, producer) -> list[Event]`. T
 writes good events and poison messages to a topic of the real broker (its own, so that
 no service's consumer dead-letters them first), then runs a consumer loop like
 `adapters.kafka.run_consumer` with the learner's function: decode, handle, wait for the
-broker's acknowledgements, commit; on an error, seek back and retry the batch.
+broker's acknowledgements, commit; on an error, seek back and retry the batch. Its
+consumer takes the partitions as the services do: a group member on Apache Kafka.
 """
 import time
 
@@ -14,6 +15,7 @@ from flashsale import events as ev
 from flashsale.adapters import kafka
 from flashsale.lab.exercises import Wrong, expect, passed, run_id, short
 from flashsale.lab.replay import read_topic
+from flashsale.settings import Settings
 from flashsale.stack.control import Stack
 
 TOPIC = "exercise13.order.events"
@@ -46,8 +48,8 @@ def check(stack: Stack, decode_or_dead_letter, good: int = 300, timeout: float =
             producer.produce(TOPIC, value, key=key)
     expect(producer.flush(10) == 0, "the broker did not take the test messages")
 
-    handled = consume(settings.kafka_bootstrap_servers, f"exercise13-{run}", decode_or_dead_letter,
-                      {e.orderId for e in events}, producer, settings.partitions, timeout)
+    handled = consume(settings, f"exercise13-{run}", decode_or_dead_letter, {e.orderId for e in events}, producer,
+                      timeout)
     expect(all(isinstance(e, ev.Event) for e in handled), "your function must return Event objects "
            "(ev.Event.model_validate_json(message.value()))")
     mine = {e.orderId for e in handled if e.orderId.startswith(run)}
@@ -81,11 +83,11 @@ def create_topics(bootstrap: str, partitions: int) -> None:
         future.result(10)
 
 
-def consume(bootstrap: str, group: str, decode, expected: set[str], producer, partitions: int,
-            timeout: float) -> list[ev.Event]:
+def consume(settings: Settings, group: str, decode, expected: set[str], producer, timeout: float) -> list[ev.Event]:
     """run_consumer's loop, with the learner's decode, until every expected event is handled or it is stuck."""
-    source = kafka.consumer(bootstrap, group, log_level=0)
-    kafka.assign_from_committed(source, kafka.owned_partitions([TOPIC], partitions, 0, 1))
+    settings = settings.model_copy(update={"instance": 0, "instances": 1})  # the group's only consumer
+    source = kafka.member(settings, group, log_level=0)
+    kafka.ownership(settings).take(source, [TOPIC])
     handled, failures, deadline = [], 0, time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and not expected <= {e.orderId for e in handled}:
