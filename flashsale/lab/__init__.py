@@ -6,11 +6,13 @@
     lab.tap(stack, "order.events", last=10)    # what the log says
     lab.lag(stack)                             # how far each consumer group is behind
     dash = await lab.dashboard(stack)          # live: stock, orders, latency, lag, Kill / Restart
+    lab.psp(stack, outage_s=5)                 # the payment provider down for 5 s (as `flashsale psp`)
     lab.show(inventory)                        # the real source of what runs
     lab.stop(stack)                            # nothing of it keeps running
 
 Faults and scaling are the stack's own methods, as in the CLI:
-`stack.kill("orders")`, `stack.restart("orders")`, `stack.scale("inventory", 3)`, `stack.reset(stock=100)`.
+`stack.kill("orders")`, `stack.restart("orders")`, `stack.scale("inventory", 3)`, `stack.reset(stock=100)`,
+`stack.pause("postgres", 5)`.
 """
 import importlib
 
@@ -20,9 +22,9 @@ from flashsale.lab.load import Race, run_buyers as buy  # noqa: F401
 # tests, and only a notebook pays for pandas, plotly and the widgets.
 _WHERE = {
     "control": ("LabStack", "start", "stop", "stop_service", "status", "background", "redis"),
-    "races": ("flash_sale", "results", "buyers", "check", "order", "order_status", "product"),
+    "races": ("flash_sale", "results", "buyers", "check", "order", "order_status", "product", "psp", "charges"),
     "dashboard": ("Dashboard", "dashboard"),
-    "groups": ("lag", "drained", "owners"),
+    "groups": ("lag", "drained", "owners", "members", "handovers"),
     "tap": ("tap", "trail", "events", "end_to_end_ms"),
     "show": ("show", "lines"),
     "charts": (),

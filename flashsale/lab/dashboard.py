@@ -31,7 +31,7 @@ from flashsale.stack.control import INFRA, SERVICES, Stack
 
 REDRAW_S = 0.1  # at most ten redraws a second
 QUIET_S = 3  # the kernel's quiet moment while the browser loads the plot (anywidget allows a new widget 2 s)
-STATUSES = ("pending", "confirmed", "cancelled")
+STATUSES = ("pending", "reserved", "confirmed", "cancelled")
 
 
 class Dashboard:
@@ -106,6 +106,10 @@ class Dashboard:
             self.fig.data[2].x, self.fig.data[3].x = snap["accept_ms"], snap["e2e_ms"]
             self.fig.data[4].x = [f"{r['group']}<br>{r['topic'].split('.')[0]}/{r['partition']}" for r in lag]
             self.fig.data[4].y = [r["lag"] for r in lag]
+            # Who holds each partition, as the broker says: over the bar on Apache Kafka; tansu does not know.
+            owners = [r.get("owner") or "nobody" for r in lag]
+            self.fig.data[4].hovertext = owners
+            self.fig.data[4].text = owners if self.watcher.settings.consumer_groups else None
         self.header.value = _header(snap)
         self.feed.value = _feed(snap["feed"])
         for name, light in self.lights.items():
@@ -117,13 +121,15 @@ class Dashboard:
 
 def _figure() -> go.Figure:
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.18, subplot_titles=(
-        "available stock", "orders by status", "latency (ms): accept vs end-to-end", "consumer lag per partition"))
+        "available stock", "orders by status", "latency (ms): accept vs end-to-end",
+        "consumer lag per partition (and its owner)"))
     fig.add_scatter(x=[], y=[], name="stock", mode="lines+markers", line_shape="hv", row=1, col=1)
-    fig.add_bar(x=[s.upper() for s in STATUSES], y=[0, 0, 0], name="orders", row=1, col=2,
-                marker_color=["orange", "seagreen", "grey"])
+    fig.add_bar(x=[s.upper() for s in STATUSES], y=[0] * len(STATUSES), name="orders", row=1, col=2,
+                marker_color=["orange", "gold", "seagreen", "grey"])
     fig.add_histogram(x=[], name="accept", opacity=0.6, nbinsx=40, row=2, col=1)
     fig.add_histogram(x=[], name="end-to-end", opacity=0.6, nbinsx=40, row=2, col=1)
-    fig.add_bar(x=[], y=[], name="lag", row=2, col=2, marker_color="slateblue")
+    fig.add_bar(x=[], y=[], name="lag", row=2, col=2, marker_color="slateblue", textposition="outside",
+                cliponaxis=False, hovertemplate="%{x}<br>lag %{y}<br>owner: %{hovertext}<extra></extra>")
     fig.update_xaxes(title_text="seconds", row=1, col=1)
     fig.update_layout(height=560, barmode="overlay", template="plotly_white", margin=dict(l=40, r=20, t=40, b=40),
                       legend=dict(orientation="h", y=-0.12))
@@ -137,7 +143,8 @@ def _header(snap: dict) -> str:
     errors = "".join(f"<br><span style='color:crimson'>{html.escape(k)}: {html.escape(v)}</span>"
                      for k, v in snap["errors"].items())
     return (f"<b>sale {c['saleId']}</b>: {c['availableStock']} of {c['initialStock']} left · "
-            f"{c['confirmed']} confirmed · {c['cancelled']} cancelled · {c['pending']} pending{errors}")
+            f"{c['confirmed']} confirmed · {c['cancelled']} cancelled · {c['pending']} pending · "
+            f"{c.get('reserved', 0)} reserved, waiting for the payment{errors}")
 
 
 def _feed(rows: list[tuple]) -> str:

@@ -1,4 +1,4 @@
-"""Consumer groups: who reads which partition, and how far behind each group is.
+"""Consumer groups: who reads which partition, and how far behind each group is, as the broker says.
 
 Lag = the partition's end - the group's committed offset: events written but
 not yet handled. tansu reports a partition's end (its high watermark) as the
@@ -6,6 +6,14 @@ first offset of its last record batch + 1, a few messages short; a group that
 committed further proves the log goes at least that far, so the end we use is
 the larger of the two. While every group is behind, the lag can read a little
 short; a group that has caught up reads 0.
+
+Who owns a partition is the group coordinator's to say. On Apache Kafka it
+lists each member, named by its client id (`inventory-1` is instance 1 of the
+inventory service), with the partitions it holds. On tansu the services assign
+their partitions themselves, so the broker lists no members at all: it knows
+each group's committed offsets, never who reads. (Nor does it keep a commit's
+metadata, which could have named the committer: measured, tansu 0.6 answers
+None where Apache Kafka returns it.)
 """
 import time
 
@@ -14,18 +22,24 @@ from confluent_kafka import TopicPartition
 
 from flashsale.adapters import kafka
 from flashsale.lab.replay import GROUPS  # what each consumer group reads, defined once
+from flashsale.settings import Settings
 from flashsale.stack.control import Stack
 
 # The lab's own clients stay quiet: a broker that is down on purpose (notebook 04) is not news in a cell.
 QUIET = {"log_level": 0}
+NOT_KNOWN = "not known to tansu: instance i of n reads p % n == i"
 
 
 class LagMeter:
-    """One client per group that never joins it: it only looks up the group's committed offsets."""
+    """One client per group that never joins it: it looks up the group's committed offsets.
 
-    def __init__(self, bootstrap: str, partitions: int):
-        self.partitions = partitions
-        self.clients = {group: kafka.consumer(bootstrap, group, **QUIET) for group in GROUPS}
+    With `owners`, each row also names the member that holds the partition (None while nobody does).
+    """
+
+    def __init__(self, settings: Settings, owners: bool = False):
+        self.bootstrap, self.partitions, self.owners = settings.kafka_bootstrap_servers, settings.partitions, owners
+        self.clients = {group: kafka.consumer(self.bootstrap, group, **QUIET) for group in GROUPS}
+        self.members_known = settings.consumer_groups  # tansu lists no members: nothing to ask
 
     def read(self, timeout: float = 2) -> list[dict]:
         rows, ends = [], {}
@@ -43,6 +57,11 @@ class LagMeter:
             key = (row["topic"], row["partition"])
             end = max(ends[key][1], *(r["committed"] for r in rows if (r["topic"], r["partition"]) == key))
             row.update(end=end, lag=end - row["committed"])
+        if self.owners:
+            held = holders(self.bootstrap, GROUPS, timeout) if self.members_known else {}
+            for row in rows:
+                key = (row["group"], row["topic"], row["partition"])
+                row["owner"] = held.get(key) if self.members_known else NOT_KNOWN
         return rows
 
     def close(self) -> None:
@@ -50,10 +69,16 @@ class LagMeter:
             client.close()
 
 
+def holders(bootstrap: str, groups, timeout: float = 2) -> dict[tuple[str, str, int], str]:
+    """(group, topic, partition) -> the client id of the member that holds it, as the group coordinator says."""
+    views = kafka.describe_groups(bootstrap, groups, timeout)
+    return {(group, topic, p): member["client"] for group, view in views.items()
+            for member in view["members"] for topic, p in member["partitions"]}
+
+
 def lag(stack: Stack) -> pd.DataFrame:
     """Lag per group, topic and partition, right now."""
-    settings = stack.wired()
-    meter = LagMeter(settings.kafka_bootstrap_servers, settings.partitions)
+    meter = LagMeter(stack.wired())
     try:
         return pd.DataFrame(meter.read()).set_index(["group", "topic", "partition"])
     finally:
@@ -62,8 +87,7 @@ def lag(stack: Stack) -> pd.DataFrame:
 
 def drained(stack: Stack, group: str, timeout: float = 60) -> float:
     """Seconds until `group` has no lag left on any partition; TimeoutError if it still has after `timeout`."""
-    settings = stack.wired()
-    meter, start = LagMeter(settings.kafka_bootstrap_servers, settings.partitions), time.monotonic()
+    meter, start = LagMeter(stack.wired()), time.monotonic()
     try:
         while time.monotonic() - start < timeout:
             if sum(row["lag"] for row in meter.read() if row["group"] == group) == 0:
@@ -74,15 +98,34 @@ def drained(stack: Stack, group: str, timeout: float = 60) -> float:
     raise TimeoutError(f"{group} still lags after {timeout} s")
 
 
-def owners(stack: Stack) -> pd.DataFrame:
-    """Which running instance owns which partitions: instance i of n takes every p with p % n == i."""
-    settings, state = stack.wired(), stack.load()
-    rows = []
-    for name, info in state["processes"].items():
-        service = info.get("service")
-        if service in GROUPS:
-            n = state["scale"].get(service, 1)
-            owned = kafka.owned_partitions(GROUPS[service][:1], settings.partitions, info["instance"], n)
-            rows.append({"process": name, "pid": info["pid"], "instance": f"{info['instance']} of {n}",
-                         "partitions": [tp.partition for tp in owned]})
-    return pd.DataFrame(rows).set_index("process")
+def owners(stack: Stack, *groups: str) -> pd.DataFrame:
+    """Each partition the groups read (all of them if none named): its owner, the group's committed offset, lag."""
+    meter = LagMeter(stack.wired(), owners=True)
+    try:
+        rows = [row for row in meter.read() if row["group"] in (groups or GROUPS)]
+    finally:
+        meter.close()
+    return pd.DataFrame(rows).set_index(["group", "topic", "partition"])[["owner", "committed", "end", "lag"]]
+
+
+def members(stack: Stack, *groups: str) -> pd.DataFrame:
+    """The members the broker lists in each group, with the partitions each holds: an idle member holds none."""
+    views = kafka.describe_groups(stack.wired().kafka_bootstrap_servers, groups or GROUPS)
+    rows = [{"group": group, "member": m["client"], "partitions": [f"{t}/{p}" for t, p in m["partitions"]]}
+            for group, view in views.items() for m in view["members"]]
+    return pd.DataFrame(rows, columns=["group", "member", "partitions"]).set_index(["group", "member"]).sort_index()
+
+
+def handovers(stack: Stack, group: str, seconds: float = 10, every: float = 0.2) -> pd.DataFrame:
+    """Watch the broker's view of `group` for `seconds`: one row each time a partition changes hands."""
+    bootstrap, moves = stack.wired().kafka_bootstrap_servers, []
+    before, start = holders(bootstrap, [group]), time.monotonic()
+    while time.monotonic() - start < seconds:
+        time.sleep(every)
+        held, now = holders(bootstrap, [group]), round(time.monotonic() - start, 1)
+        for key in sorted({*before, *held}):
+            if before.get(key) != held.get(key):
+                moves.append({"after s": now, "partition": f"{key[1]}/{key[2]}",
+                              "from": before.get(key, "nobody"), "to": held.get(key, "nobody")})
+        before = held
+    return pd.DataFrame(moves, columns=["after s", "partition", "from", "to"])

@@ -50,9 +50,9 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         tail = kafka.consumer(self.settings.kafka_bootstrap_servers, f"lab-dashboard-{uuid.uuid4()}", **QUIET)
-        tail.assign([TopicPartition(t, p, OFFSET_END) for t in (ev.ORDER_EVENTS, ev.INVENTORY_EVENTS)
+        tail.assign([TopicPartition(t, p, OFFSET_END) for t in (ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS)
                      for p in range(self.settings.partitions)])
-        meter = LagMeter(self.settings.kafka_bootstrap_servers, self.settings.partitions)
+        meter = LagMeter(self.settings, owners=True)  # each row also names the partition's owner
         next_poll = next_status = 0.0
         try:
             while self.running:
