@@ -4,13 +4,14 @@ A fake `docker` (a shell script on PATH) stands in for the real client, so
 these tests start no container and no server.
 """
 import stat
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from flashsale.settings import Settings
-from flashsale.stack import docker
+from flashsale.stack import apache_kafka, docker, kafka_dist
 from flashsale.stack.processes import StackError
 
 
@@ -36,6 +37,11 @@ def published(service: dict) -> dict[int, str]:
 def listeners(value: str) -> dict[str, str]:
     """"NAME://host:port,..." as {NAME: "host:port"}."""
     return dict(item.split("://") for item in value.split(","))
+
+
+def env_name(prop: str) -> str:
+    """The apache/kafka image's variable for a broker property: `.` is `_`, `-` is `__`, `_` is `___`."""
+    return "KAFKA_" + prop.replace("_", "___").replace("-", "__").replace(".", "_").upper()
 
 
 def fake_docker(tmp_path, monkeypatch, script: str) -> None:
@@ -77,6 +83,33 @@ def test_kafka_internal_topics_fit_one_broker_and_groups_form_at_once(kafka_env)
     assert kafka_env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
     assert kafka_env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # the kit creates its topics
+
+
+def test_kafka_image_is_the_version_the_embedded_broker_runs(services):
+    assert services["kafka"]["image"] == f"apache/kafka:{kafka_dist.KAFKA_VERSION}"
+
+
+def test_kafka_has_every_setting_of_the_embedded_broker(kafka_env):
+    expected = {**apache_kafka.ONE_NODE, **apache_kafka.LAB_GROUPS, **apache_kafka.TOPICS}
+    assert "group.consumer.session.timeout.ms" in expected and "offsets.topic.num.partitions" in expected
+    assert {env_name(prop): kafka_env.get(env_name(prop)) for prop in expected} == \
+           {env_name(prop): str(value) for prop, value in expected.items()}
+
+
+def test_kafka_runs_the_same_kraft_roles_and_listener_protocols_as_the_embedded_broker(kafka_env):
+    embedded = apache_kafka.server_properties(Path("data"), broker=9092, controller=9093)
+    assert kafka_env["KAFKA_PROCESS_ROLES"] == embedded["process.roles"] == "broker,controller"
+    assert kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"] == embedded["controller.listener.names"] == "CONTROLLER"
+    protocols = dict(item.split(":") for item in kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    embedded_protocols = dict(item.split(":") for item in embedded["listener.security.protocol.map"].split(","))
+    # The host's programs reach a PLAINTEXT listener on 127.0.0.1, as they reach the embedded broker's.
+    host = next(name for name, address in listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"]).items()
+                if address.startswith("127.0.0.1:"))
+    assert protocols[host] == embedded_protocols["PLAINTEXT"] == "PLAINTEXT"
+    assert listeners(embedded["advertised.listeners"])["PLAINTEXT"].startswith("127.0.0.1:")
+    assert protocols["CONTROLLER"] == embedded_protocols["CONTROLLER"]
+    assert "CONTROLLER" in listeners(kafka_env["KAFKA_LISTENERS"])
+    assert "CONTROLLER" not in listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
 
 
 def test_kafka_ui_uses_the_container_listener(services, kafka_env):
