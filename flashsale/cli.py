@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -20,8 +21,9 @@ app = typer.Typer(help="A flash sale lab: oversell it, then fix it with events."
 console = Console(width=None if sys.stdout.isatty() else 140)  # a log file gets the whole table
 
 
-def stack(**overrides) -> Stack:
-    return Stack(Settings(**{k: v for k, v in overrides.items() if v is not None}))
+def stack(public: bool = False, **overrides) -> Stack:
+    """`public`: live mode, with the stack's private admin token (Settings refuse the default one in public mode)."""
+    return Stack(Settings(**{k: v for k, v in overrides.items() if v is not None}), public=public)
 
 
 def stack_or_fail(**overrides) -> Stack:
@@ -44,7 +46,7 @@ def up(infra: Optional[str] = typer.Option(None, help="embedded | docker | exter
        public: bool = typer.Option(False, help="Live mode: listen on all interfaces for an audience."),
        stock: Optional[int] = typer.Option(None, help="Start a new sale with this stock.")):
     """Start the infrastructure and every service; wait until all are healthy."""
-    the_stack = stack_or_fail(infra=infra, broker=broker, durable=durable or None, public=public or None)
+    the_stack = stack_or_fail(infra=infra, broker=broker, durable=durable or None, public=public)
     try:
         status_ = the_stack.up(stock=stock)
     except StackError as error:
@@ -148,15 +150,51 @@ def logs(service: str = typer.Argument("gateway"), lines: int = typer.Option(40,
 
 @app.command()
 def demo(buyers: int = typer.Option(1000), stock: int = typer.Option(100),
-         report: Path = typer.Option(Path("flashsale-report.html"), help="Where to write the HTML report.")):
-    """The three-way race: naive shop, locked shop, event-driven; one table and an HTML report."""
-    from flashsale.demo import run_demo
+         scenario: str = typer.Option("normal", help="What goes wrong mid-race: normal, payment-outage or db-stall."),
+         report: Path = typer.Option(Path("flashsale-report.html"), help="Where to write the HTML report."),
+         as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the figures here, as JSON.")):
+    """The same buyers race the naive, locked, reserve-then-pay and event-driven checkouts: a table and a report."""
+    from flashsale.demo import SCENARIOS, run_demo
 
+    if scenario not in SCENARIOS:
+        fail(StackError(f"Unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}."))
     try:
-        ok = run_demo(stack(), buyers=buyers, stock=stock, report=report, console=console)
+        ok = run_demo(stack(), buyers=buyers, stock=stock, scenario=scenario, report=report, as_json=as_json,
+                      console=console)
     except StackError as error:
         fail(error)
+    console.print("The stack is still running in the background: `flashsale down` stops it.", highlight=False)
     raise typer.Exit(0 if ok else 2)
+
+
+@app.command()
+def pause(component: str, seconds: float):
+    """Freeze a component (SIGSTOP) for SECONDS, then resume it (SIGCONT): a stalled database, a frozen consumer."""
+    console.print(f"pausing {component} for {seconds:g} s...")
+    try:
+        pids = stack().pause(component, seconds)
+    except StackError as error:
+        fail(error)
+    console.print(f"{component} resumed: {pids}")
+
+
+@app.command()
+def psp(delay: Optional[int] = typer.Option(None, help="Milliseconds each new charge takes."),
+        failure_rate: Optional[float] = typer.Option(None, help="The share of new charges declined, 0 to 1."),
+        outage: Optional[float] = typer.Option(None, help="Down from now for this many seconds (503); 0 ends it.")):
+    """Change the payment provider's behaviour live; with no option, show it."""
+    from flashsale.adapters import psp as provider
+
+    settings = stack().wired()
+    try:
+        now = provider.behaviour(settings.psp_url, settings.admin_token, delayMs=delay, failureRate=failure_rate,
+                                 outageSeconds=outage)
+    except httpx.HTTPStatusError as error:
+        fail(StackError(f"the payment provider refused: {error.response.text}"))
+    except httpx.TransportError:
+        fail(StackError(f"no payment provider at {settings.psp_url}: run `flashsale up`"))
+    console.print(f"payment provider: delay {now['delayMs']} ms, failure rate {now['failureRate']:g}, "
+                  f"outage {now['outageLeftS']:g} s left", highlight=False)
 
 
 @app.command()
@@ -204,7 +242,8 @@ def slides(output: Path = typer.Option(..., help="Folder for flashsale.html, the
             record = deck.measure(stack())
         except StackError as error:
             fail(error)
-        console.print("recorded: " + ", ".join(f"{name} sold {s['sold']}" for name, s in record["systems"].items()))
+        normal = record["scenarios"]["normal"]["systems"]
+        console.print("recorded: " + ", ".join(f"{name} sold {s['sold']}" for name, s in normal.items()))
     try:
         path = deck.build(output, url=url)
     except Exception as error:  # a missing notebook, a cell that failed: say which, without a traceback

@@ -7,8 +7,12 @@ Values come from (highest first) keyword arguments, environment variables
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ADMIN_TOKEN = "flashsale-admin"  # fine on loopback; refused in public mode
+PUBLIC_RATE_LIMIT_PER_S = 5.0  # public mode: a thumb on a Buy button, not a script
+PUBLIC_BURST = 10
 
 
 def _env(name: str) -> AliasChoices:
@@ -17,7 +21,8 @@ def _env(name: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLASHSALE_", env_file=".env", extra="ignore")
+    # populate_by_name: `Settings(database_url=...)` and a copy made from `model_dump()` keep every address.
+    model_config = SettingsConfigDict(env_prefix="FLASHSALE_", env_file=".env", extra="ignore", populate_by_name=True)
 
     # Where the embedded stack keeps its data, logs and process table.
     home: Path = Path(".flashsale")
@@ -36,14 +41,23 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     gateway_port: int = 8000
     shop_port: int = 8001
-    public: bool = False  # live conference mode: listen on all interfaces, protections on
+    psp_port: int = 8002  # the payment provider every system calls (services/psp.py)
+    public: bool = False  # live conference mode: listen on all interfaces, protections on (see below)
 
     # The sale.
     product_id: str = "FLASH_SALE_PRODUCT_001"
     product_name: str = "iPhone 15 Pro Max"
     initial_stock: int = 100
     per_user_limit: int = 1
-    payment_delay_ms: int = 50  # the sync shop's simulated payment: the race window
+    price_cents: int = 119_900  # what one unit costs: the amount of each charge
+    # The payment provider's behaviour when it starts; `flashsale psp --delay MS --failure-rate F` changes it live,
+    # and the provider alone holds it: every system pays through it, so no other process reads these.
+    payment_delay_ms: int = 50  # a card network's time: the naive shop's race window, the locked shop's lock
+    payment_failure_rate: float = Field(0.0, ge=0, le=1)  # the share of charges declined (402)
+    # How long a client waits for the provider before it calls it unavailable. Card networks are slow on a bad day
+    # (Stripe's own client waits 80 s): at 5 s, the naive shop's 1,000 charges at once timed out on a busy 2-core
+    # machine by the hundred, while the provider was still working through them.
+    psp_timeout_s: float = 30.0
 
     # Events.
     partitions: int = 3
@@ -55,11 +69,27 @@ class Settings(BaseSettings):
     instances: int = 1
 
     # Gateway protections.
-    admin_token: str = "flashsale-admin"
+    admin_token: str = DEFAULT_ADMIN_TOKEN
     rate_limit_per_s: float = 0.0  # per client; 0 turns it off (a classroom shares one address)
     rate_limit_burst: int = 20
     max_body_bytes: int = 16 * 1024
     cors_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def _public_mode_is_protected(self) -> "Settings":
+        """Public mode listens on every interface, so whoever starts a process in it (`flashsale up --public`, or
+        `python -m flashsale.services.gateway` by hand) gets the protections: the well-known default admin token
+        is refused, and the rate limit is on. (The FastAPI template's `core/config.py` refuses its default secret
+        outside local development the same way.)"""
+        if not self.public:
+            return self
+        if self.admin_token == DEFAULT_ADMIN_TOKEN:
+            raise ValueError("public mode (FLASHSALE_PUBLIC) refuses the default admin token: set "
+                             "FLASHSALE_ADMIN_TOKEN to a secret of your own, or start with `flashsale up --public`, "
+                             "which makes one")
+        if self.rate_limit_per_s == 0:
+            self.rate_limit_per_s, self.rate_limit_burst = PUBLIC_RATE_LIMIT_PER_S, PUBLIC_BURST
+        return self
 
     @property
     def consumer_groups(self) -> bool:
@@ -78,3 +108,7 @@ class Settings(BaseSettings):
     @property
     def shop_url(self) -> str:
         return f"http://127.0.0.1:{self.shop_port}"
+
+    @property
+    def psp_url(self) -> str:
+        return f"http://127.0.0.1:{self.psp_port}"

@@ -82,7 +82,9 @@ class Service:
 SERVICES = {
     "orders": Service(),
     "inventory": Service(),
+    "payments": Service(),
     "notifications": Service(),
+    "psp": Service("psp_port"),  # the payment provider, before those that call it
     "gateway": Service("gateway_port"),
     "shop": Service("shop_port"),
 }

@@ -16,10 +16,11 @@ from pathlib import Path
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
 from flashsale.events import INVENTORY_EVENTS
 from flashsale.sale import Sale, current_sale, reconcile, sale_counts, start_sale
-from flashsale.settings import Settings
+from flashsale.settings import DEFAULT_ADMIN_TOKEN, Settings
 from flashsale.stack import components, embedded, state as table
 from flashsale.stack.components import CONSUMERS, HTTP_SERVICES, INFRA, SERVICES, Launch
-from flashsale.stack.processes import StackError, alive, require_free, spawn, stop, tail, wait_until
+from flashsale.stack.processes import (StackError, alive, family, require_free, signal_all, spawn, stop, tail,
+                                       wait_until)
 from flashsale.stack.state import Process, State
 
 HEARTBEAT_FRESH_S = 5
@@ -27,12 +28,13 @@ MAX_MEMBERS = 8  # a group may have more members than partitions: the extra ones
 
 
 class Stack:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, public: bool = False):
+        """`public`: live mode (`flashsale up --public`), with this home's private admin token."""
         self.settings = settings or Settings()
         self.home = self.settings.home.resolve()
         self.state_file = self.home / "stack.json"
         running = self.load()
-        if self.settings.public or running.public:
+        if public or self.settings.public or running.public:
             self.settings = self._public(self.settings)
         # `up --durable` and `up --broker kafka` hold for every later command (kill, restart), until `down`
         kept = {"durable": True} if running.durable else {}
@@ -41,15 +43,14 @@ class Stack:
         self.settings = self.settings.model_copy(update=kept)
 
     def _public(self, settings: Settings) -> Settings:
-        """Live mode keeps its protections on for every later command, until `down`."""
+        """Live mode, for every later command too, until `down`. The protections are Settings' own rule (it refuses
+        the default admin token and turns the rate limit on); the launcher brings the token, made once per home."""
         from flashsale import live
 
-        protections: dict = {"public": True}
-        if settings.rate_limit_per_s == 0:
-            protections.update(rate_limit_per_s=live.PUBLIC_RATE_LIMIT_PER_S, rate_limit_burst=live.PUBLIC_BURST)
-        if settings.admin_token == Settings.model_fields["admin_token"].default:
-            protections["admin_token"] = live.admin_token(self.home)
-        return settings.model_copy(update=protections)
+        token = settings.admin_token
+        if token == DEFAULT_ADMIN_TOKEN:
+            token = live.admin_token(self.home)
+        return Settings.model_validate({**settings.model_dump(), "public": True, "admin_token": token})
 
     # --- the process table -------------------------------------------------------------
 
@@ -177,25 +178,33 @@ class Stack:
     def _wait_healthy(self, services, timeout: float) -> None:
         for name, info in self.load().processes.items():
             if info.service in services:
-                wait_until(lambda: self._healthy(name, info), timeout, f"{name} did not become healthy",
-                           self.log_path(name), info.pid)
+                wait_until(lambda: self._healthy(name, info, quiet=False), timeout,
+                           f"{name} did not become healthy", self.log_path(name), info.pid)
 
     # --- health and status ----------------------------------------------------------------
 
-    def _healthy(self, name: str, info: Process | None, members: dict | None = None) -> bool:
-        """Does it answer? A consumer: is it looping, and, in a consumer group, does the broker list it?"""
+    def _healthy(self, name: str, info: Process | None, quiet: bool = True) -> bool:
+        """Does it answer? A consumer: is it looping, and in its consumer group (`kafka.Membership`)?
+        `quiet=False` (a wait) lets a probe's error through, for the wait to tell."""
         if info is None or info.service is None:  # a server: embedded, or docker's, or someone else's
             return self._server_answers(name)
         if not alive(info.pid):
             return False
         if info.service in HTTP_SERVICES:
-            return _quietly(SERVICES[info.service].answers, info.url)
+            return _quietly(SERVICES[info.service].answers, info.url, quiet)
         beat = kafka.heartbeat_file(self.home, info.service, info.instance)
-        looping = beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_FRESH_S
-        if not looping or not self.settings.consumer_groups:
-            return looping
-        members = members if members is not None else self._members([info.service])
-        return f"{info.service}-{info.instance}" in members.get(info.service, set())
+        if beat.exists() and time.time() - beat.stat().st_mtime < HEARTBEAT_FRESH_S:
+            return True
+        # A member left idle (more members than partitions) never hears that it joined: librdkafka's statistics of
+        # a KIP-848 member with no partitions read as a member's that has not joined yet (measured: state "up",
+        # join_state "init", 0 rebalances), and no assignment callback comes. The broker knows: it lists it, empty.
+        return self.settings.consumer_groups and _quietly(self._idle, f"{info.service}-{info.instance}", quiet)
+
+    def _idle(self, member: str) -> bool:
+        """Does the broker list `member` ("inventory-3": group, then instance) in its group, with no partition?"""
+        group = member.rsplit("-", 1)[0]
+        view = kafka.describe_groups(self.wired().kafka_bootstrap_servers, [group])[group]
+        return any(m["instance"] == member and not m["partitions"] for m in view["members"])
 
     def _server_answers(self, name: str) -> bool:
         settings = self.wired()
@@ -203,14 +212,6 @@ class Stack:
                "redis": settings.redis_url}.get(name) or self.load().addresses.get(name, "")
         server = components.servers(settings).get(name) or components.SERVERS[name]
         return _quietly(server.answers, url)
-
-    def _members(self, groups) -> dict[str, set[str]]:
-        """The static member ids the broker lists in each group (empty if the broker does not answer)."""
-        try:
-            views = kafka.describe_groups(self.wired().kafka_bootstrap_servers, groups, timeout=3)
-        except kafka.KafkaException:
-            return {}
-        return {group: {m["instance"] for m in view["members"]} for group, view in views.items()}
 
     def status(self) -> dict:
         state, settings = self.load(), self.wired()
@@ -223,12 +224,11 @@ class Stack:
                            "url": infra_urls.get(name) or (info.url if info else ""),
                            "healthy": self._healthy(name, info)}
         infra["kafka"]["broker"] = settings.broker if settings.infra == "embedded" else "kafka"
-        members = self._members(CONSUMERS) if settings.consumer_groups else {}
         services = {}
         for name, info in state.processes.items():
             if info.service:
                 services[name] = {"pid": info.pid if alive(info.pid) else None, "url": info.url,
-                                  "healthy": self._healthy(name, info, members)}
+                                  "healthy": self._healthy(name, info)}
         for name in SERVICES:
             services.setdefault(name, {"pid": None, "url": "", "healthy": False})
         for service, count in state.scale.items():
@@ -258,6 +258,22 @@ class Stack:
         if not killed and name not in (*INFRA, *SERVICES):
             raise StackError(f"Unknown component {name!r}: one of {', '.join((*SERVICES, *INFRA))}.")
         return killed
+
+    def pause(self, name: str, seconds: float) -> list[int]:
+        """Freeze a component (SIGSTOP: every instance, and their children) for `seconds`, then resume it (SIGCONT).
+
+        A stalled database or a frozen consumer: alive, holding its connections, answering nothing. Blocks for
+        `seconds`; resumes also when interrupted.
+        """
+        frozen = [pid for info in self.processes(name).values() if alive(info.pid) for pid in family(info.pid)]
+        if not frozen:
+            raise StackError(f"Nothing to pause: {name!r} is not running (one of {', '.join((*SERVICES, *INFRA))}).")
+        signal_all(frozen, signal.SIGSTOP)  # parents first: a stopped server starts no new child
+        try:
+            time.sleep(seconds)
+        finally:
+            signal_all(frozen, signal.SIGCONT)
+        return frozen
 
     def restart(self, name: str, timeout: float = 60) -> None:
         with self.locked():
@@ -378,9 +394,12 @@ class Stack:
         return tail(self.log_path(name), lines)
 
 
-def _quietly(answers, url: str) -> bool:
-    """A probe of something that may be down: any failure to answer is a plain no."""
+def _quietly(answers, url: str, quiet: bool = True) -> bool:
+    """A probe of something that may be down: for `status` any failure to answer is a plain no. Not `quiet`, the
+    error goes on to the caller (`wait_until` keeps the last one and says it, should the wait fail)."""
     try:
         return bool(answers(url))
     except Exception:
+        if not quiet:
+            raise
         return False
