@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field, StringConstraints
 # Topics. A message a consumer cannot decode goes to "<topic>.dlq".
 ORDER_EVENTS = "order.events"
 INVENTORY_EVENTS = "inventory.events"
+PAYMENT_EVENTS = "payment.events"
 NOTIFICATION_EVENTS = "notification.events"
-TOPICS = (ORDER_EVENTS, INVENTORY_EVENTS, NOTIFICATION_EVENTS)
+TOPICS = (ORDER_EVENTS, INVENTORY_EVENTS, PAYMENT_EVENTS, NOTIFICATION_EVENTS)
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -25,8 +26,14 @@ ORDER_CREATED = "order.created"  # gateway: a buyer asked
 ORDER_SAVED = "order.saved"  # orders: the row is PENDING
 STOCK_RESERVED = "inventory.reserved"  # inventory: a unit is theirs
 STOCK_INSUFFICIENT = "inventory.insufficient"  # inventory: sold out or over the limit
+ORDER_RESERVED = "order.reserved"  # orders: the row is RESERVED, the payment under way
+PAYMENT_SUCCEEDED = "payment.succeeded"  # payments: the provider charged the buyer, once
+PAYMENT_FAILED = "payment.failed"  # payments: the provider declined the charge
+STOCK_RELEASED = "inventory.released"  # inventory: the unit of an unpaid order is back in stock
 ORDER_CONFIRMED = "order.confirmed"  # orders: the row is CONFIRMED
 ORDER_CANCELLED = "order.cancelled"  # orders: the row is CANCELLED
+
+PAYMENT_FAILED_REASON = "PAYMENT_FAILED"  # why an order whose charge was declined is cancelled
 
 # What the notification service tells every browser (the WebSocket message types).
 ORDER_UPDATE = "order_update"
@@ -34,7 +41,7 @@ STOCK_UPDATE = "stock_update"
 
 
 def topic_of(event_type: str) -> str:
-    return INVENTORY_EVENTS if event_type.startswith("inventory.") else ORDER_EVENTS
+    return {"inventory": INVENTORY_EVENTS, "payment": PAYMENT_EVENTS}.get(event_type.split(".")[0], ORDER_EVENTS)
 
 
 def now_iso() -> str:
@@ -59,7 +66,7 @@ class Event(BaseModel):
     productId: Text
     quantity: Int32
     saleId: Int32
-    reason: Optional[Text] = None  # on inventory.insufficient and order.cancelled
+    reason: Optional[Text] = None  # on inventory.insufficient, payment.failed and order.cancelled
     availableStock: Optional[int] = None  # on inventory.* : stock left after the decision
 
     @property

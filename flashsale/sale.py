@@ -7,7 +7,8 @@ so events of an old sale that arrive late cannot touch the new one.
 import json
 from dataclasses import asdict, dataclass
 
-from flashsale.rules.reservation import RESERVED, SaleKeys
+from flashsale.events import PAYMENT_FAILED_REASON
+from flashsale.rules.reservation import RELEASED, RESERVED, SaleKeys
 
 CURRENT = "sale:current"
 
@@ -69,7 +70,8 @@ def sale_counts(pg, redis, sale: Sale) -> dict:
             "confirmed": by_status.get("CONFIRMED", (0, 0))[0],
             "confirmedUnits": by_status.get("CONFIRMED", (0, 0))[1],
             "cancelled": by_status.get("CANCELLED", (0, 0))[0],
-            "pending": by_status.get("PENDING", (0, 0))[0]}
+            "pending": by_status.get("PENDING", (0, 0))[0],
+            "reserved": by_status.get("RESERVED", (0, 0))[0]}
 
 
 def reconcile(pg, redis) -> Sale | None:
@@ -77,8 +79,10 @@ def reconcile(pg, redis) -> Sale | None:
 
     The orders table knows every decision inventory made, but only once none is in flight: the inventory
     service is stopped and the orders service has applied every inventory.* event (its group has caught
-    up on inventory.events). Then a CONFIRMED row is a reserved unit, a CANCELLED row a refusal, and a
-    PENDING row an order that inventory will decide when it starts again, on the rebuilt stock.
+    up on inventory.events). Then a CONFIRMED or RESERVED row is a reserved unit (a RESERVED one may still
+    be released, when inventory reads its payment.failed), a row CANCELLED for a failed payment a released
+    unit, another CANCELLED row a refusal, and a PENDING row an order that inventory will decide when it
+    starts again, on the rebuilt stock.
     `Stack.restart("redis")` keeps to that window; called outside it, a decision not yet in the table is
     forgotten and its unit could be sold twice. Only the current sale is rebuilt: late events of older
     sales find no sale and are refused.
@@ -90,11 +94,12 @@ def reconcile(pg, redis) -> Sale | None:
     sale = Sale(*row)
     decided = pg.execute("SELECT order_id, user_id, quantity, status, reason FROM orders "
                          "WHERE sale_id = %s AND status <> 'PENDING'", (sale.saleId,)).fetchall()
-    decisions = {order: RESERVED if status == "CONFIRMED" else reason or status
-                 for order, _, _, status, reason in decided}
+    held = ("CONFIRMED", "RESERVED")
+    decisions = {order: RESERVED if status in held else RELEASED if reason == PAYMENT_FAILED_REASON
+                 else reason or status for order, _, _, status, reason in decided}
     user_units: dict[str, int] = {}
     for _, user, quantity, status, _ in decided:
-        if status == "CONFIRMED":
+        if status in held:
             user_units[user] = user_units.get(user, 0) + quantity
     keys = sale.keys
     with redis.pipeline(transaction=True) as pipe:  # all at once; the current-sale pointer last

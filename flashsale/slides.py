@@ -2,9 +2,9 @@
 
 The build runs the deck notebook (its few code cells draw the figures below), then converts it with
 nbconvert and a template that inlines reveal.js (`flashsale/deck/`): one HTML file, no CDN, so it opens
-in a room without Wi-Fi. The oversell numbers are a real run's, kept in `slides/demo-run.json`;
-`--measure` races this machine's stack first and records new ones. Present it from that file, or live
-from JupyterLab with RISE (`jupyterlab-rise`: open the notebook, press Alt-R).
+in a room without Wi-Fi. The numbers are a real run's (four checkouts, three scenarios), kept in
+`slides/demo-run.json`; `--measure` races this machine's stack first and records new ones. Present it from
+that file, or live from JupyterLab with RISE (`jupyterlab-rise`: open the notebook, press Alt-R).
 """
 import json
 import os
@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "slides" / "flashsale.ipynb"
 RUN = ROOT / "slides" / "demo-run.json"
 DECK = Path(__file__).resolve().parent / "deck"
-SYSTEMS = ("naive shop", "locked shop", "event-driven")
+SYSTEMS = ("naive", "locked", "reserve-then-pay", "event-driven")  # as `flashsale demo` names them
+SCENARIOS = ("normal", "payment-outage", "db-stall")
 
 
 def build(output: Path, notebook: Path = NOTEBOOK, url: str | None = None, run: Path = RUN) -> Path:
@@ -87,22 +88,19 @@ def _environment(**values: str):
 
 
 def measure(stack, buyers: int = 1000, stock: int = 100, path: Path = RUN) -> dict:
-    """Race the three checkouts as `flashsale demo` does; record the numbers for the deck."""
+    """Race the four checkouts in every scenario, as `flashsale demo --scenario` does; record it for the deck."""
     from flashsale import demo
 
     stack.up()
-    outcomes = {"naive shop": demo.race_shop(stack, "naive", buyers, stock),
-                "locked shop": demo.race_shop(stack, "locked", buyers, stock),
-                "event-driven": demo.race_events(stack, buyers, stock)}
+    scenarios = {}
+    for scenario in SCENARIOS:
+        outcomes = {system: demo.race(stack, system, buyers, stock, scenario) for system in SYSTEMS}
+        scenarios[scenario] = demo.figures(outcomes, buyers, stock, scenario)
     record = {"measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": "flashsale slides --measure (the three races of `flashsale demo`)",
+              "command": "flashsale slides --measure (the races of `flashsale demo --scenario S`, each scenario)",
               "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, embedded stack",
               "buyers": buyers, "stock": stock, "paymentDelayMs": stack.settings.payment_delay_ms,
-              "systems": {name: {"sold": o.sold, "oversold": o.oversold, "acceptedPerS": round(o.race.accepted_per_s),
-                                 "p50Ms": round(o.race.latency_ms(0.5)), "p99Ms": round(o.race.latency_ms(0.99)),
-                                 "settledS": None if o.settled_s is None else round(o.settled_s, 2),
-                                 "answers": {str(k): v for k, v in o.race.statuses().items()}}
-                          for name, o in outcomes.items()}}
+              "scenarios": scenarios}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -113,41 +111,45 @@ def recorded() -> dict:
     return json.loads(Path(os.environ.get("FLASHSALE_SLIDES_RUN", RUN)).read_text())
 
 
-def numbers() -> HTML:
-    """The three-way race as a table, with when, where and how it was measured."""
-    run, rows = recorded(), []
+def numbers(scenario: str = "normal") -> HTML:
+    """The four checkouts in one scenario as a table, with when, where and how it was measured."""
+    run = recorded()
+    figures, rows = run["scenarios"][scenario], []
     for name in SYSTEMS:
-        s = run["systems"][name]
+        s = figures["systems"][name]
         settled = "never" if s["settledS"] is None else f"{s['settledS']:.1f}"
-        rows.append(f"<tr><td>{name}</td><td class='{'bad' if s['oversold'] else 'good'}'>{s['sold']:,}</td>"
-                    f"<td class='{'bad' if s['oversold'] else 'good'}'>{s['oversold']:,}</td>"
-                    f"<td>{s['acceptedPerS']:,}</td><td>{s['p50Ms']:,}</td><td>{s['p99Ms']:,}</td>"
-                    f"<td>{settled}</td></tr>")
-    return HTML(f"<table class='numbers'><tr><th>checkout</th><th>sold</th><th>oversold</th><th>accepted/s</th>"
-                f"<th>p50 ms</th><th>p99 ms</th><th>all settled, s</th></tr>{''.join(rows)}</table>"
+        wrong = "bad" if s["oversold"] else "good"
+        rows.append(f"<tr><td>{name}</td><td class='{wrong}'>{s['sold']:,}</td><td class='{wrong}'>{s['oversold']:,}"
+                    f"</td><td>{s['paid']:,}</td><td>{s['acceptedPerS']:,}</td><td>{s['p50Ms']:,}</td>"
+                    f"<td>{s['p99Ms']:,}</td><td>{sum(s['errors'].values()):,}</td><td>{settled}</td>"
+                    f"<td class='{'good' if s['soldByTheEnd'] == run['stock'] else 'bad'}'>{s['soldByTheEnd']:,}</td>"
+                    "</tr>")
+    return HTML(f"<table class='numbers'><tr><th>checkout</th><th>sold</th><th>oversold</th><th>paid</th>"
+                f"<th>accepted/s</th><th>p50 ms</th><th>p99 ms</th><th>failed</th><th>all settled, s</th>"
+                f"<th>sold by the end</th></tr>{''.join(rows)}</table>"
                 f"<p class='caption'>{run['buyers']:,} buyers, {run['stock']} phones, a {run['paymentDelayMs']} ms "
-                f"payment. Measured {run['measured'][:10]} on {escape(run['machine'])} by "
-                f"<code>{escape(run['command'])}</code>.</p>")
+                f"payment; {escape(scenario)}: {escape(figures['what'])}. Measured {run['measured'][:10]} on "
+                f"{escape(run['machine'])} by <code>{escape(run['command'])}</code>.</p>")
 
 
 def sold_chart() -> SVG:
-    """Phones sold by each checkout, against the phones there were."""
+    """Phones sold by each checkout in the normal race, against the phones there were."""
     run = recorded()
-    sold = [run["systems"][name]["sold"] for name in SYSTEMS]
-    top, width = max(sold + [run["stock"]]), 760
+    sold = [run["scenarios"]["normal"]["systems"][name]["sold"] for name in SYSTEMS]
+    top, width = max(sold + [run["stock"]]), 700
     bars = []
     for i, (name, n) in enumerate(zip(SYSTEMS, sold)):
-        y, w = 30 + i * 90, max(4, n / top * width)
+        y, w = 20 + i * 72, max(4, n / top * width)
         color = "#c0392b" if n > run["stock"] else "#1e8449"
-        bars.append(f'<text x="190" y="{y + 42}" text-anchor="end" font-size="26">{name}</text>'
-                    f'<rect x="210" y="{y}" width="{w:.0f}" height="60" fill="{color}"/>'
-                    f'<text x="{220 + w:.0f}" y="{y + 42}" font-size="28" font-weight="bold">{n:,}</text>')
-    x = 210 + run["stock"] / top * width
-    return SVG(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1100 320" width="1100" height="320" '
+        bars.append(f'<text x="250" y="{y + 36}" text-anchor="end" font-size="24">{name}</text>'
+                    f'<rect x="270" y="{y}" width="{w:.0f}" height="50" fill="{color}"/>'
+                    f'<text x="{280 + w:.0f}" y="{y + 36}" font-size="26" font-weight="bold">{n:,}</text>')
+    x = 270 + run["stock"] / top * width
+    return SVG(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1100 340" width="1100" height="340" '
                f'font-family="Helvetica, sans-serif">{"".join(bars)}'
-               f'<line x1="{x:.0f}" y1="15" x2="{x:.0f}" y2="300" stroke="#333" stroke-width="3" '
+               f'<line x1="{x:.0f}" y1="10" x2="{x:.0f}" y2="310" stroke="#333" stroke-width="3" '
                'stroke-dasharray="8 6"/>'
-               f'<text x="{x + 8:.0f}" y="312" font-size="22">in stock: {run["stock"]}</text></svg>')
+               f'<text x="{x + 8:.0f}" y="330" font-size="22">in stock: {run["stock"]}</text></svg>')
 
 
 def flow() -> SVG:

@@ -15,7 +15,8 @@ def stack() -> Stack:
     # Not under pytest's basetemp: the notebook tests run pytest (nbval) again, and each of those runs
     # makes a basetemp of its own and may rotate old ones away, data directory and all.
     home = Path(tempfile.mkdtemp(prefix="flashsale-tests-"))
-    settings = Settings(home=home, gateway_port=free_port(), shop_port=free_port(), payment_delay_ms=50)
+    settings = Settings(home=home, gateway_port=free_port(), shop_port=free_port(), psp_port=free_port(),
+                        payment_delay_ms=50)
     stack = Stack(settings)
     stack.up()
     yield stack

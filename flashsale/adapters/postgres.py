@@ -1,4 +1,5 @@
-"""PostgreSQL: the schema, and connections. The orders table is the read model of the sale."""
+"""PostgreSQL: the schema, and connections. The orders table is the read model of the sale; the charges table
+is the payment provider's own."""
 import psycopg
 import psycopg_pool
 
@@ -17,7 +18,8 @@ CREATE TABLE IF NOT EXISTS orders (
     user_id    text NOT NULL,
     product_id text NOT NULL,
     quantity   integer NOT NULL,
-    status     text NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'CANCELLED')),
+    status     text NOT NULL CONSTRAINT orders_status_check
+               CHECK (status IN ('PENDING', 'RESERVED', 'CONFIRMED', 'CANCELLED')),
     reason     text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
@@ -37,8 +39,30 @@ CREATE TABLE IF NOT EXISTS shop_orders (
     product_id text NOT NULL,
     quantity   integer NOT NULL,
     checkout   text NOT NULL,
+    status     text NOT NULL DEFAULT 'CONFIRMED',  -- reserve-then-pay: RESERVED, then CONFIRMED or RELEASED
     created_at timestamptz NOT NULL DEFAULT now()
 );
+-- The payment provider's ledger (services/psp.py). The unique key is the whole of "never charge twice": the
+-- first answer for a key is stored, and every repeat of that key gets it back.
+CREATE TABLE IF NOT EXISTS charges (
+    charge_id       text PRIMARY KEY,
+    idempotency_key text NOT NULL UNIQUE,
+    order_id        text NOT NULL,
+    amount          bigint NOT NULL,
+    status          text NOT NULL CHECK (status IN ('succeeded', 'declined')),
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS charges_by_order ON charges (order_id);
+-- A home made before the payment saga: orders may be RESERVED, shop orders have a status.
+ALTER TABLE shop_orders ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'CONFIRMED';
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'orders_status_check'
+                   AND pg_get_constraintdef(oid) LIKE '%RESERVED%') THEN
+        ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_status_check;
+        ALTER TABLE orders ADD CONSTRAINT orders_status_check
+            CHECK (status IN ('PENDING', 'RESERVED', 'CONFIRMED', 'CANCELLED'));
+    END IF;
+END $$;
 """
 
 

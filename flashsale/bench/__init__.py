@@ -35,7 +35,8 @@ UNLIMITED = 10**9
 
 def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browsers: int = 1000) -> dict:
     settings = base.model_copy(update={"home": base.home.resolve() / "bench", "gateway_port": free_port(),
-                                       "shop_port": free_port(), "payment_delay_ms": 0, "rate_limit_per_s": 0})
+                                       "shop_port": free_port(), "psp_port": free_port(), "payment_delay_ms": 0,
+                                       "rate_limit_per_s": 0})
     stack = Stack(settings)
     steps = tqdm(total=8, desc="bench", unit="step", file=sys.stderr)
     noop = None

@@ -2,7 +2,11 @@
 import time
 from dataclasses import asdict, dataclass
 
+import psycopg
+
 from flashsale.adapters import postgres, redis as redis_adapter
+from flashsale.events import PAYMENT_FAILED_REASON
+from flashsale.rules.reservation import RELEASED
 from flashsale.sale import available_stock, sale_by_id
 from flashsale.settings import Settings
 
@@ -20,6 +24,12 @@ class Invariants:
     pending: int
     lost: int  # accepted (202) orders not CONFIRMED or CANCELLED
     overLimitUsers: int  # users with more confirmed units than the per-user limit
+    reserved: int = 0  # a unit held, the payment not yet known
+    paid: int = 0  # successful charges of the sale's orders
+    unpaid: int = 0  # CONFIRMED orders without a successful charge
+    chargedTwice: int = 0  # orders with more than one successful charge
+    paidButCancelled: int = 0  # CANCELLED orders with a successful charge: money taken, no phone
+    notReleased: int = 0  # orders cancelled for a failed payment whose unit inventory did not give back
 
     @property
     def oversold(self) -> int:
@@ -30,9 +40,19 @@ class Invariants:
         return self.initialStock == self.availableStock + self.confirmedUnits
 
     @property
-    def ok(self) -> bool:
+    def sold_right(self) -> bool:
+        """Invariants 1-5, once settled: no oversell, conservation, nothing lost, one unit per buyer at most."""
         return (self.oversold == 0 and self.availableStock >= 0 and self.conserved and self.lost == 0
-                and self.overLimitUsers == 0 and self.pending == 0)
+                and self.overLimitUsers == 0 and self.pending == 0 and self.reserved == 0)
+
+    @property
+    def paid_once(self) -> bool:
+        """Invariant 6: every CONFIRMED order charged exactly once, nobody charged twice, released units back."""
+        return self.unpaid == 0 and self.chargedTwice == 0 and self.paidButCancelled == 0 and self.notReleased == 0
+
+    @property
+    def ok(self) -> bool:
+        return self.sold_right and self.paid_once
 
     def as_dict(self) -> dict:
         return {**asdict(self), "oversold": self.oversold, "conserved": self.conserved, "ok": self.ok}
@@ -50,8 +70,11 @@ def settle(settings: Settings, order_ids: list[str], timeout: float = 60) -> flo
     """Seconds until every order reached a final state, or None if some had not after `timeout`."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if unsettled(settings, order_ids) == 0:
-            return time.monotonic() - start
+        try:
+            if unsettled(settings, order_ids) == 0:
+                return time.monotonic() - start
+        except psycopg.OperationalError:
+            pass  # PostgreSQL is down or frozen (`flashsale pause postgres`): ask again until the timeout
         time.sleep(0.05)
     return None
 
@@ -69,5 +92,36 @@ def invariants(settings: Settings, sale_id: int, accepted_ids: list[str] = ()) -
                                 (sale_id, sale.perUserLimit)).fetchone()[0]
         final = pg.execute("SELECT count(*) FROM orders WHERE order_id = ANY(%s) AND status IN ('CONFIRMED', 'CANCELLED')",
                            (list(set(accepted_ids)),)).fetchone()[0]
+        payments = pg.execute(PAYMENTS, (sale_id,)).fetchall()
+    paid = {order: charges for order, _, _, charges in payments}
+    unpaid_ones = [order for order, status, reason, _ in payments if reason == PAYMENT_FAILED_REASON]
+    released = redis.hmget(sale.keys.decisions, unpaid_ones) if unpaid_ones else []
     return Invariants(sale_id, sale.initialStock, available_stock(redis, sale), units, counts.get("CONFIRMED", 0),
-                      counts.get("CANCELLED", 0), counts.get("PENDING", 0), len(set(accepted_ids)) - final, over_limit)
+                      counts.get("CANCELLED", 0), counts.get("PENDING", 0), len(set(accepted_ids)) - final, over_limit,
+                      reserved=counts.get("RESERVED", 0), paid=sum(paid.values()),
+                      unpaid=sum(status == "CONFIRMED" and paid[order] == 0 for order, status, _, _ in payments),
+                      chargedTwice=sum(charges > 1 for charges in paid.values()),
+                      paidButCancelled=sum(status == "CANCELLED" and paid[order] > 0
+                                           for order, status, _, _ in payments),
+                      notReleased=sum(decision != RELEASED.encode() for decision in released))
+
+
+# Each order of a sale with its successful charges at the provider (its ledger shares the server).
+PAYMENTS = """
+    SELECT o.order_id, o.status, o.reason, count(c.charge_id) FILTER (WHERE c.status = 'succeeded')
+    FROM orders o LEFT JOIN charges c ON c.order_id = o.order_id
+    WHERE o.sale_id = %s GROUP BY o.order_id, o.status, o.reason"""
+
+
+def shop_sale(settings: Settings, sale_id: int, checkout: str) -> dict:
+    """One checkout of the sync shop in one sale: units sold, successful charges, orders charged twice, and
+    reservations never settled (a reserve-then-pay shop that died between reserving and paying)."""
+    with postgres.connect(settings.database_url) as pg:
+        sold, paid, twice, stuck = pg.execute("""
+            SELECT coalesce(sum(o.quantity) FILTER (WHERE o.status = 'CONFIRMED'), 0)::int,
+                   coalesce(sum(c.paid), 0)::int, count(*) FILTER (WHERE c.paid > 1),
+                   count(*) FILTER (WHERE o.status = 'RESERVED')
+            FROM shop_orders o LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE status = 'succeeded') AS paid
+                                                  FROM charges WHERE order_id = o.order_id) c ON true
+            WHERE o.sale_id = %s AND o.checkout = %s""", (sale_id, checkout)).fetchone()
+    return {"sold": sold, "paid": paid, "chargedTwice": twice, "lost": stuck}

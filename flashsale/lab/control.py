@@ -40,11 +40,11 @@ def start(name: str, services=SERVICES, stock: int = 100) -> LabStack:
 
 
 def _ports(home) -> dict:
-    """Free ports for the gateway and the shop; the same ones again while this home's stack still runs."""
+    """Free ports for the HTTP services; the same ones again while this home's stack still runs."""
     saved = home / "ports.json"
     if saved.exists() and any(alive(p.pid) for p in Stack(Settings(home=home)).processes().values()):
         return json.loads(saved.read_text())
-    ports = {"gateway_port": free_port(), "shop_port": free_port()}
+    ports = {"gateway_port": free_port(), "shop_port": free_port(), "psp_port": free_port()}
     home.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(ports))
     return ports

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-PATHS = {"naive": "/naive/orders", "locked": "/locked/orders", "gateway": "/api/orders"}
+PATHS = {"naive": "/naive/orders", "locked": "/locked/orders", "reserve-then-pay": "/reserve-then-pay/orders",
+         "gateway": "/api/orders"}
+TIMEOUT, REFUSED = "TIMEOUT", "REFUSED"  # a buyer who got no answer: waited too long, or could not connect
 
 
 @dataclass
@@ -52,6 +54,12 @@ class Race:
             return latencies[0] if latencies else 0.0
         return statistics.quantiles(latencies, n=100, method="inclusive")[round(quantile * 100) - 1]
 
+    def errors(self) -> dict[str, int]:
+        """Buyers failed by the system: a 5xx, no answer in time, or no connection at all."""
+        failed = [b.body.get("error", {}).get("code") for b in self.buyers if b.status == 0]
+        return {"5xx": sum(b.status >= 500 for b in self.buyers), "timeouts": failed.count(TIMEOUT),
+                "refused": failed.count(REFUSED)}
+
     def statuses(self) -> dict[int, int]:
         counts: dict[int, int] = {}
         for b in self.buyers:
@@ -72,7 +80,9 @@ async def swarm(url: str, bodies: list[dict], headers: list[dict] | None = None,
                     status, text = response.status, await response.text()
                 payload = _json(text)
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                payload, status = {"error": {"code": "CLIENT_ERROR", "message": str(error)}}, 0
+                code = (TIMEOUT if isinstance(error, asyncio.TimeoutError) else
+                        REFUSED if isinstance(error, aiohttp.ClientConnectorError) else "CLIENT_ERROR")
+                payload, status = {"error": {"code": code, "message": str(error)}}, 0
             if progress is not None:
                 progress.update(1)
             done = time.perf_counter()
@@ -90,7 +100,7 @@ def _json(text: str) -> dict:
 
 def run_buyers(system: str, base_url: str, buyers: int = 1000, product_id: str = "FLASH_SALE_PRODUCT_001",
                users: list[str] | None = None, progress: bool = True, idempotency_keys: bool = False) -> Race:
-    """Race `buyers` distinct users (or the given `users`) against `system`: naive, locked or gateway."""
+    """Race `buyers` distinct users (or the given `users`) against `system`: a key of PATHS."""
     users = users or [f"buyer-{i:05d}" for i in range(buyers)]
     bodies = [{"userId": u, "productId": product_id, "quantity": 1} for u in users]
     headers = [{"Idempotency-Key": str(uuid.uuid4())} for _ in users] if idempotency_keys else None

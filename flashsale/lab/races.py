@@ -5,27 +5,31 @@ import httpx
 import pandas as pd
 
 from flashsale import demo
+from flashsale.adapters import psp as provider
 from flashsale.lab.checks import Invariants, invariants, settle
 from flashsale.lab.load import Race, run_buyers
 from flashsale.stack.control import Stack
 
 
-def flash_sale(stack: Stack, system: str, buyers: int = 1000, stock: int = 100) -> demo.Outcome:
-    """A new sale of `stock` phones, then `buyers` distinct buyers at once: `naive`, `locked` or `gateway`.
+def flash_sale(stack: Stack, system: str, buyers: int = 1000, stock: int = 100,
+               scenario: str = "normal") -> demo.Outcome:
+    """A new sale of `stock` phones, then `buyers` distinct buyers at once: `naive`, `locked`, `reserve-then-pay`
+    or `gateway` (the event-driven system), with a scenario of `flashsale demo` in the middle of the race.
 
     The same race as `flashsale demo`; for the gateway it also waits until every order is decided.
     """
-    if system == "gateway":
-        return demo.race_events(stack, buyers, stock)
-    return demo.race_shop(stack, system, buyers, stock)
+    return demo.race(stack, "event-driven" if system == "gateway" else system, buyers, stock, scenario)
 
 
 def results(**outcomes: demo.Outcome) -> pd.DataFrame:
     """One row per race, the columns of `flashsale demo`: results(naive=naive, locked=locked)."""
     return pd.DataFrame([{
-        "system": name, "sold": o.sold, "oversold": o.oversold, "accepted/s": round(o.race.accepted_per_s),
+        "system": name.replace("_", "-"), "sold": o.sold, "oversold": o.oversold, "paid": o.paid,
+        "charged twice": o.charged_twice, "accepted/s": round(o.race.accepted_per_s),
         "p50 ms": round(o.race.latency_ms(0.5)), "p99 ms": round(o.race.latency_ms(0.99)),
-        "settled s": None if o.settled_s is None else round(o.settled_s, 2), "answers": o.race.statuses(),
+        "errors": sum(o.race.errors().values()), "lost": o.lost,
+        "settled s": None if o.settled_s is None else round(o.settled_s, 2), "sold by the end": o.kept,
+        "answers": o.race.statuses(),
     } for name, o in outcomes.items()]).set_index("system")
 
 
@@ -44,11 +48,12 @@ def check(stack: Stack, *races: Race, timeout: float = 120) -> Invariants:
     return invariants(settings, stack.sale()["saleId"], accepted)
 
 
-def order(stack: Stack, user: str = "alice") -> dict:
-    """One buyer, one POST to the gateway: its answer."""
+def order(stack: Stack, user: str = "alice", idempotency_key: str | None = None) -> dict:
+    """One buyer, one POST to the gateway: its answer. The same key from the same user names the same order."""
     settings = stack.wired()
     body = {"userId": user, "productId": settings.product_id, "quantity": 1}
-    return httpx.post(f"{settings.gateway_url}/api/orders", json=body, timeout=10).json()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return httpx.post(f"{settings.gateway_url}/api/orders", json=body, headers=headers, timeout=10).json()
 
 
 def order_status(stack: Stack, order_id: str, until=("CONFIRMED", "CANCELLED"), timeout: float = 30) -> dict:
@@ -66,3 +71,16 @@ def product(stack: Stack, system: str = "gateway") -> dict:
     settings = stack.wired()
     url = f"{settings.gateway_url}/api/products/" if system == "gateway" else f"{settings.shop_url}/products/"
     return httpx.get(url + settings.product_id, timeout=10).json()
+
+
+def psp(stack: Stack, delay_ms: int | None = None, failure_rate: float | None = None,
+        outage_s: float | None = None) -> dict:
+    """The payment provider's behaviour, changed as `flashsale psp` changes it; with no argument, only read it."""
+    settings = stack.wired()
+    return provider.behaviour(settings.psp_url, settings.admin_token, delayMs=delay_ms, failureRate=failure_rate,
+                              outageSeconds=outage_s)
+
+
+def charges(stack: Stack, order_id: str) -> list[dict]:
+    """What the payment provider holds for one order: `GET /charges?orderId=`."""
+    return provider.charges(stack.wired().psp_url, order_id)

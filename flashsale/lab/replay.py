@@ -20,8 +20,10 @@ from flashsale.adapters import kafka
 from flashsale.settings import Settings
 
 # What each consumer group reads (as the services' main() functions say).
-GROUPS = {"orders": [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS], "inventory": [ev.ORDER_EVENTS],
+GROUPS = {"orders": [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS],
+          "inventory": [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS], "payments": [ev.INVENTORY_EVENTS],
           "notifications": [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS]}
+CONSUMED = [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS]  # every topic a consumer group reads
 Ends = dict[tuple[str, int], int]  # (topic, partition) -> the offset after the last message
 
 
@@ -101,7 +103,7 @@ def caught_up(settings: Settings, groups=tuple(GROUPS), at_least: Ends | None = 
         ends = dict(at_least or {})
         client = _client(settings, "lab-ends")
         try:
-            for tp, end in _reported_ends(client, _partitions(client, [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS])).items():
+            for tp, end in _reported_ends(client, _partitions(client, CONSUMED)).items():
                 ends[tp] = max(end, ends.get(tp, 0))
         finally:
             client.close()

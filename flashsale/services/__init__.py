@@ -5,6 +5,7 @@ import logging
 
 def configure_logging(service: str) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per charge would bury what matters
 
 
 def tune_gc() -> None:

@@ -1,11 +1,12 @@
-"""What both HTTP services share: the order body, the contract's error body, a body limit, a rate limit."""
+"""What the HTTP services share: the order body, the error body, a body limit, a rate limit, the admin check."""
+import hmac
 import time
 from typing import Annotated
 
 import psycopg
 import psycopg_pool
 import redis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -27,6 +28,17 @@ class OrderRequest(BaseModel):
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
         self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def admin_only(token: str):
+    """A dependency that lets a request through with `Authorization: Bearer <token>`, checked before the body is
+    read and in constant time; the token itself is never logged."""
+
+    def require_admin(authorization: Annotated[str, Header()] = "") -> None:
+        if not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+            raise ApiError(401, "UNAUTHORIZED", "An admin token is required.")
+
+    return require_admin
 
 
 def error_body(code: str, message: str, **extra) -> dict:

@@ -1,14 +1,18 @@
-"""The inventory service: order.saved -> inventory.reserved or inventory.insufficient.
+"""The inventory service: the decider of the sale, and its compensation.
 
-The rule itself is `rules.reservation.reserve_all` (one Lua script per order,
-atomic and idempotent). On start this service seeds nothing: the stock counter
-in Redis is the truth, so a restart can never hand out units already sold.
+order.saved    -> inventory.reserved or inventory.insufficient
+payment.failed -> inventory.released (the unit back in stock, once)
+
+The rules are `rules.reservation.reserve_all` and `release_all` (one Lua script
+per order, atomic and idempotent). On start this service seeds nothing: the
+stock counter in Redis is the truth, so a restart can never hand out units
+already sold.
 """
 from itertools import groupby
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, redis as redis_adapter
-from flashsale.rules.reservation import reserve_all
+from flashsale.rules.reservation import RELEASED, release_all, reserve_all
 from flashsale.sale import sale_by_id
 from flashsale.services import configure_logging, tune_gc
 from flashsale.settings import Settings
@@ -16,20 +20,25 @@ from flashsale.settings import Settings
 
 def handle(redis, batch: list[ev.Event]) -> list[ev.Event]:
     out = []
-    saved = sorted((e for e in batch if e.type == ev.ORDER_SAVED), key=lambda e: e.saleId)
-    for sale_id, orders in groupby(saved, key=lambda e: e.saleId):
-        orders = list(orders)
+    mine = sorted((e for e in batch if e.type in (ev.ORDER_SAVED, ev.PAYMENT_FAILED)), key=lambda e: e.saleId)
+    for sale_id, events in groupby(mine, key=lambda e: e.saleId):
+        events = list(events)
+        saved = [e for e in events if e.type == ev.ORDER_SAVED]
+        failed = [e for e in events if e.type == ev.PAYMENT_FAILED]
         sale = sale_by_id(redis, sale_id)
-        if sale is None:  # a sale we never started: nothing to sell
-            out += [e.next(ev.STOCK_INSUFFICIENT, reason="UNKNOWN_SALE", availableStock=0) for e in orders]
+        if sale is None:  # a sale we never started: nothing to sell, nothing to give back
+            out += [e.next(ev.STOCK_INSUFFICIENT, reason="UNKNOWN_SALE", availableStock=0) for e in saved]
             continue
-        reservations = reserve_all(redis, sale.keys, [(e.orderId, e.userId, e.quantity) for e in orders],
-                                   sale.perUserLimit)
-        for event, r in zip(orders, reservations):
+        reservations = reserve_all(redis, sale.keys, [(e.orderId, e.userId, e.quantity) for e in saved],
+                                   sale.perUserLimit) if saved else []
+        for event, r in zip(saved, reservations):
             if r.reserved:
                 out.append(event.next(ev.STOCK_RESERVED, availableStock=r.available_stock))
-            else:
+            elif r.decision != RELEASED:  # released: reserved, paid for in vain, given back; its story is told
                 out.append(event.next(ev.STOCK_INSUFFICIENT, reason=r.decision, availableStock=r.available_stock))
+        releases = release_all(redis, sale.keys, [(e.orderId, e.userId, e.quantity) for e in failed]) if failed else []
+        out += [event.next(ev.STOCK_RELEASED, availableStock=r.available_stock)
+                for event, r in zip(failed, releases) if r.decision == RELEASED]
     return out
 
 
@@ -38,7 +47,7 @@ def main() -> None:
     tune_gc()
     settings = Settings()
     redis = redis_adapter.connect(settings.redis_url)
-    kafka.run_consumer(settings, "inventory", [ev.ORDER_EVENTS], lambda batch: handle(redis, batch))
+    kafka.run_consumer(settings, "inventory", [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS], lambda batch: handle(redis, batch))
 
 
 if __name__ == "__main__":

@@ -2,31 +2,39 @@
 
 It keeps no state, so redelivery only repeats a message the browser already shows.
 Every gateway instance reads notification.events and fans them out over WebSocket.
+
+Stock figures are read, not taken from the events: a unit given back after a failed
+payment makes the stock rise again, so the events of a batch (from three partitions,
+in no one order) cannot say which of their figures is the newest. The decider's
+counter, read once the batch is in, can.
 """
+from typing import Callable
+
 from flashsale import events as ev
-from flashsale.adapters import kafka
+from flashsale.adapters import kafka, redis as redis_adapter
+from flashsale.rules.reservation import SaleKeys
 from flashsale.services import configure_logging, tune_gc
 from flashsale.settings import Settings
 
-ORDER_STATUS = {ev.ORDER_SAVED: "PENDING", ev.ORDER_CONFIRMED: "CONFIRMED", ev.ORDER_CANCELLED: "CANCELLED"}
+ORDER_STATUS = {ev.ORDER_SAVED: "PENDING", ev.ORDER_RESERVED: "RESERVED", ev.ORDER_CONFIRMED: "CONFIRMED",
+                ev.ORDER_CANCELLED: "CANCELLED"}
 
 
-def handle(batch: list[ev.Event]) -> list[ev.Notification]:
+def handle(batch: list[ev.Event], stock_of: Callable[[int], int]) -> list[ev.Notification]:
+    """`stock_of(saleId)`: the sale's available stock now."""
     out = []
-    lowest_stock: dict[tuple[str, int], int] = {}  # (product, sale) -> stock
+    moved: dict[tuple[str, int], None] = {}  # (product, sale) whose stock the batch changed, in order
     for event in batch:
         if event.type in ORDER_STATUS:
             out.append(ev.Notification(type=ev.ORDER_UPDATE, data={
                 "orderId": event.orderId, "status": ORDER_STATUS[event.type],
                 "reason": event.reason, "userId": event.userId}))
         elif event.availableStock is not None:
-            # Stock only falls during a sale, so the lowest figure of a batch is the newest.
-            key = (event.productId, event.saleId)
-            lowest_stock[key] = min(event.availableStock, lowest_stock.get(key, 1 << 62))
+            moved[(event.productId, event.saleId)] = None
     # saleId lets a browser ignore a late figure from a sale that has since been reset.
     out += [ev.Notification(type=ev.STOCK_UPDATE, data={"productId": product, "saleId": sale,
-                                                        "availableStock": max(stock, 0)})
-            for (product, sale), stock in lowest_stock.items()]
+                                                        "availableStock": max(stock_of(sale), 0)})
+            for product, sale in moved]
     return out
 
 
@@ -34,7 +42,9 @@ def main() -> None:
     configure_logging("notifications")
     tune_gc()
     settings = Settings()
-    kafka.run_consumer(settings, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS], handle)
+    redis = redis_adapter.connect(settings.redis_url)
+    kafka.run_consumer(settings, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS],
+                       lambda batch: handle(batch, lambda sale: int(redis.get(SaleKeys(sale).stock) or 0)))
 
 
 if __name__ == "__main__":

@@ -1,51 +1,66 @@
 """The order service: the orders table follows the events.
 
 order.created          -> row PENDING    -> order.saved
-inventory.reserved     -> row CONFIRMED  -> order.confirmed
+inventory.reserved     -> row RESERVED   -> order.reserved     (a unit is held; payments charges)
 inventory.insufficient -> row CANCELLED  -> order.cancelled
+payment.succeeded      -> row CONFIRMED  -> order.confirmed
+payment.failed         -> row CANCELLED  -> order.cancelled    (reason PAYMENT_FAILED; inventory releases)
 
-Every event may arrive twice. The row is the dedupe: an insert that finds the
-row does nothing, an update only moves a PENDING row, and the event we send
-out always tells the row's state, so a second delivery changes nothing.
-A whole batch is three statements in one transaction, however many events.
+Every event may arrive twice, and events of different topics in any order. The row
+is the dedupe: an insert that finds the row does nothing, a row only moves forward
+(PENDING -> RESERVED -> CONFIRMED or CANCELLED, never back), and the event we send
+out always tells the row's state, so a second delivery changes nothing. A whole
+batch is three statements in one transaction, however many events.
 """
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres
 from flashsale.services import configure_logging, tune_gc
 from flashsale.settings import Settings
 
-FINAL = {ev.STOCK_RESERVED: "CONFIRMED", ev.STOCK_INSUFFICIENT: "CANCELLED"}
-ANNOUNCE = {"PENDING": ev.ORDER_SAVED, "CONFIRMED": ev.ORDER_CONFIRMED, "CANCELLED": ev.ORDER_CANCELLED}
+SETTLES = {ev.STOCK_RESERVED: "RESERVED", ev.STOCK_INSUFFICIENT: "CANCELLED",
+           ev.PAYMENT_SUCCEEDED: "CONFIRMED", ev.PAYMENT_FAILED: "CANCELLED"}
+ANNOUNCE = {"PENDING": ev.ORDER_SAVED, "RESERVED": ev.ORDER_RESERVED, "CONFIRMED": ev.ORDER_CONFIRMED,
+            "CANCELLED": ev.ORDER_CANCELLED}
 
 INSERT_PENDING = """
     INSERT INTO orders (order_id, sale_id, user_id, product_id, quantity, status)
     SELECT *, 'PENDING' FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[], %s::int[])
     ON CONFLICT (order_id) DO NOTHING"""
-SETTLE_PENDING = """
+MOVE_FORWARD = """
     UPDATE orders o SET status = d.status, reason = d.reason, updated_at = now()
     FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(order_id, status, reason)
-    WHERE o.order_id = d.order_id AND o.status = 'PENDING'"""
+    WHERE o.order_id = d.order_id
+      AND (o.status = 'PENDING' OR (o.status = 'RESERVED' AND d.status IN ('CONFIRMED', 'CANCELLED')))"""
+
+
+def furthest(decided: list[ev.Event]) -> dict[str, ev.Event]:
+    """One event per order, the one that takes it furthest: an UPDATE joins each row to one row of its input."""
+    chosen: dict[str, ev.Event] = {}
+    for event in decided:
+        if event.orderId not in chosen or SETTLES[chosen[event.orderId].type] == "RESERVED":
+            chosen[event.orderId] = event
+    return chosen
 
 
 def handle(conn, batch: list[ev.Event]) -> list[ev.Event]:
     """Apply a batch in one transaction; return the events that announce each order's state."""
-    created = [e for e in batch if e.type == ev.ORDER_CREATED]
-    decided = [e for e in batch if e.type in FINAL]  # our own announcements come back too: ignored
+    created = {e.orderId: e for e in batch if e.type == ev.ORDER_CREATED}
+    decided = furthest([e for e in batch if e.type in SETTLES])  # our own announcements come back too: ignored
     if not created and not decided:
         return []
     with conn.transaction():
         if created:
-            conn.execute(INSERT_PENDING, ([e.orderId for e in created], [e.saleId for e in created],
-                                          [e.userId for e in created], [e.productId for e in created],
-                                          [e.quantity for e in created]))
+            conn.execute(INSERT_PENDING, ([e.orderId for e in created.values()], [e.saleId for e in created.values()],
+                                          [e.userId for e in created.values()], [e.productId for e in created.values()],
+                                          [e.quantity for e in created.values()]))
         if decided:
-            conn.execute(SETTLE_PENDING, ([e.orderId for e in decided], [FINAL[e.type] for e in decided],
-                                          [e.reason for e in decided]))
+            conn.execute(MOVE_FORWARD, (list(decided), [SETTLES[e.type] for e in decided.values()],
+                                        [e.reason for e in decided.values()]))
         rows = conn.execute("SELECT order_id, status, reason FROM orders WHERE order_id = ANY(%s)",
-                            ([e.orderId for e in created + decided],)).fetchall()
+                            (list(created.keys() | decided.keys()),)).fetchall()
     state = {order_id: (status, reason) for order_id, status, reason in rows}
     out = []
-    for event in created + decided:
+    for event in [*created.values(), *(e for e in decided.values() if e.orderId not in created)]:
         if event.orderId not in state:
             continue  # a decision about an order never recorded (a forged event): nothing to update
         status, reason = state[event.orderId]
@@ -66,7 +81,7 @@ def main() -> None:
         with pool.connection() as conn:
             return handle(conn, batch)
 
-    kafka.run_consumer(settings, "orders", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS], handle_batch)
+    kafka.run_consumer(settings, "orders", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS], handle_batch)
 
 
 if __name__ == "__main__":

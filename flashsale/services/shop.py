@@ -1,27 +1,30 @@
-"""The synchronous shop: the checkout most of us would write first, and its fix.
+"""The synchronous shop: the checkout most of us would write first, and two fixes.
 
-POST /naive/orders   read the stock, pay, write stock - 1. Between the read and
-                     the write, hundreds of other buyers read the same number:
-                     they all "buy" the same phones. It oversells.
-POST /locked/orders  take the unit and record the order in one statement (a
-                     guarded UPDATE whose row lock is held until commit), then
-                     pay. Correct, but buyers queue behind the lock: that is
-                     its price.
+All three pay through the payment provider (`adapters/psp.py`), the orderId as the idempotency key.
+
+POST /naive/orders             read the stock, pay, write stock - 1. Between the read and the
+                               write, hundreds of other buyers read the same number: they all
+                               "buy" the same phones. It oversells.
+POST /locked/orders            take the unit and record the order in one statement (a guarded
+                               UPDATE whose row lock is held until commit), then pay, then commit.
+                               Correct, but buyers queue behind the lock while its holder pays.
+POST /reserve-then-pay/orders  take the unit and record the order RESERVED, and commit: the lock is
+                               gone. Then pay, outside any lock. Paid: CONFIRMED. Not paid: the unit
+                               goes back (RELEASED) and the buyer hears 402 or 503. Correct and quick;
+                               a shop that dies between the two steps leaves the unit RESERVED.
 """
-import asyncio
 import uuid
 from contextlib import asynccontextmanager
 
 import psycopg_pool
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
+from flashsale.adapters import psp
 from flashsale.services.http import OrderRequest
 from flashsale.services.http import ApiError, BodyLimit, install_error_handlers, serve
 from flashsale.settings import Settings
 
 settings = Settings()
-PAYMENT = settings.payment_delay_ms / 1000
 
 
 @asynccontextmanager
@@ -30,13 +33,25 @@ async def lifespan(app: FastAPI):
     # connections only add waiters inside PostgreSQL (measured: 16 gave 740-890 checkouts/s, 4 gave 1,100-1,600).
     app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=4, max_size=4, open=False)
     await app.state.db.open(wait=True, timeout=10)
+    app.state.provider = psp.PaymentProvider(settings.psp_url, settings.psp_timeout_s)
     yield
+    await app.state.provider.aclose()
     await app.state.db.close()
 
 
 app = FastAPI(title="flashsale sync shop", lifespan=lifespan)
 install_error_handlers(app)
 app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+
+async def pay(request: Request, order_id: str, order: OrderRequest) -> None:
+    """Charge the buyer, or answer 402 (declined) or 503 (the provider is down), with the contract's error body."""
+    try:
+        await request.app.state.provider.charge(order_id, settings.price_cents * order.quantity, key=order_id)
+    except psp.Declined as declined:
+        raise ApiError(402, "PAYMENT_DECLINED", str(declined))
+    except psp.Unavailable as down:
+        raise ApiError(503, "PAYMENT_UNAVAILABLE", f"{down}; retry.", {"Retry-After": "1"})
 
 
 @app.post("/naive/orders", status_code=201)
@@ -49,43 +64,75 @@ async def naive_checkout(order: OrderRequest, request: Request):
     available, sale_id = row
     if available < order.quantity:
         raise ApiError(409, "SOLD_OUT", "Sold out.")
-    await asyncio.sleep(PAYMENT)  # the race window: everyone else reads the same `available` meanwhile
-    async with request.app.state.db.connection() as conn, conn.transaction():
-        await conn.execute("UPDATE shop_stock SET available_stock = %s WHERE product_id = %s",
-                           (available - order.quantity, order.productId))
-        return await record(conn, order, sale_id, "naive")
+    order_id = str(uuid.uuid4())
+    await pay(request, order_id, order)  # the race window: everyone else reads the same `available` meanwhile
+    async with request.app.state.db.connection() as conn:
+        await conn.execute(WRITE_BACK, {"stock": available - order.quantity, "order": order_id, "sale": sale_id,
+                                        "user": order.userId, "product": order.productId, "quantity": order.quantity})
+    return {"orderId": order_id, "status": "CONFIRMED"}
 
 
-# Take the unit and record the order in one statement: the row lock is held for one round trip, not two.
+# Write the stock read before the payment, minus one, and record the order: one statement, so one round trip.
+WRITE_BACK = """
+    WITH written AS (UPDATE shop_stock SET available_stock = %(stock)s WHERE product_id = %(product)s)
+    INSERT INTO shop_orders (order_id, sale_id, user_id, product_id, quantity, checkout)
+    VALUES (%(order)s, %(sale)s, %(user)s, %(product)s, %(quantity)s, 'naive')"""
+
+
+# Take the unit and record the order in one statement: the row lock is held for one round trip, not two. It
+# also says whether the product exists, so a refusal costs no second round trip either.
 TAKE_AND_RECORD = """
     WITH taken AS (
         UPDATE shop_stock SET available_stock = available_stock - %(quantity)s
-        WHERE product_id = %(product)s AND available_stock >= %(quantity)s RETURNING sale_id)
-    INSERT INTO shop_orders (order_id, sale_id, user_id, product_id, quantity, checkout)
-    SELECT %(order)s, sale_id, %(user)s, %(product)s, %(quantity)s, 'locked' FROM taken
-    RETURNING order_id"""
+        WHERE product_id = %(product)s AND available_stock >= %(quantity)s RETURNING sale_id),
+    recorded AS (
+        INSERT INTO shop_orders (order_id, sale_id, user_id, product_id, quantity, checkout, status)
+        SELECT %(order)s, sale_id, %(user)s, %(product)s, %(quantity)s, %(checkout)s, %(status)s FROM taken
+        RETURNING order_id)
+    SELECT (SELECT order_id FROM recorded), EXISTS (SELECT 1 FROM shop_stock WHERE product_id = %(product)s)"""
+
+
+async def take(conn, order: OrderRequest, checkout: str, status: str) -> str:
+    """Take the unit for a new order, or answer 409 (sold out) or 404."""
+    order_id, known = await (await conn.execute(TAKE_AND_RECORD, {
+        "order": str(uuid.uuid4()), "user": order.userId, "product": order.productId, "quantity": order.quantity,
+        "checkout": checkout, "status": status})).fetchone()
+    if order_id is None:
+        raise ApiError(409, "SOLD_OUT", "Sold out.") if known else \
+            ApiError(404, "UNKNOWN_PRODUCT", f"No product {order.productId!r}.")
+    return order_id
 
 
 @app.post("/locked/orders", status_code=201)
 async def locked_checkout(order: OrderRequest, request: Request):
-    order_id = str(uuid.uuid4())
     async with request.app.state.db.connection() as conn, conn.transaction():
-        row = await (await conn.execute(TAKE_AND_RECORD, {
-            "order": order_id, "user": order.userId, "product": order.productId, "quantity": order.quantity})).fetchone()
-        if row is None:
-            known = await (await conn.execute("SELECT 1 FROM shop_stock WHERE product_id = %s",
-                                              (order.productId,))).fetchone()
-            raise ApiError(409, "SOLD_OUT", "Sold out.") if known else \
-                ApiError(404, "UNKNOWN_PRODUCT", f"No product {order.productId!r}.")
-        await asyncio.sleep(PAYMENT)  # paying while holding the row lock: the next buyer waits
-    return {"orderId": order_id, "status": "CONFIRMED"}
+        order_id = await take(conn, order, "locked", "CONFIRMED")
+        await pay(request, order_id, order)  # paying while holding the row lock: the next buyer waits
+    return {"orderId": order_id, "status": "CONFIRMED"}  # not paid: the error rolled the unit back
 
 
-async def record(conn, order: OrderRequest, sale_id: int, checkout: str) -> dict:
-    order_id = str(uuid.uuid4())
-    await conn.execute("INSERT INTO shop_orders (order_id, sale_id, user_id, product_id, quantity, checkout) "
-                       "VALUES (%s, %s, %s, %s, %s, %s)",
-                       (order_id, sale_id, order.userId, order.productId, order.quantity, checkout))
+# Give the unit back, once, and only to the sale it came from (a reset meanwhile started a new one).
+RELEASE = """
+    WITH released AS (
+        UPDATE shop_orders SET status = 'RELEASED' WHERE order_id = %s AND status = 'RESERVED'
+        RETURNING sale_id, product_id, quantity)
+    UPDATE shop_stock s SET available_stock = s.available_stock + r.quantity FROM released r
+    WHERE s.product_id = r.product_id AND s.sale_id = r.sale_id"""
+
+
+@app.post("/reserve-then-pay/orders", status_code=201)
+async def reserve_then_pay_checkout(order: OrderRequest, request: Request):
+    db = request.app.state.db
+    async with db.connection() as conn:  # one statement, committed at once: the row lock lasts one round trip
+        order_id = await take(conn, order, "reserve-then-pay", "RESERVED")
+    try:
+        await pay(request, order_id, order)  # outside any lock, and without holding a connection
+    except ApiError:
+        async with db.connection() as conn:
+            await conn.execute(RELEASE, (order_id,))
+        raise
+    async with db.connection() as conn:
+        await conn.execute("UPDATE shop_orders SET status = 'CONFIRMED' WHERE order_id = %s", (order_id,))
     return {"orderId": order_id, "status": "CONFIRMED"}
 
 
@@ -93,8 +140,8 @@ async def record(conn, order: OrderRequest, sale_id: int, checkout: str) -> dict
 async def product(product_id: str, request: Request):
     async with request.app.state.db.connection() as conn:
         row = await (await conn.execute(
-            "SELECT s.initial_stock, s.available_stock, "
-            "(SELECT coalesce(sum(quantity), 0) FROM shop_orders o WHERE o.sale_id = s.sale_id) "
+            "SELECT s.initial_stock, s.available_stock, (SELECT coalesce(sum(quantity), 0) FROM shop_orders o "
+            "WHERE o.sale_id = s.sale_id AND o.status = 'CONFIRMED') "
             "FROM shop_stock s WHERE s.product_id = %s", (product_id,))).fetchone()
     if row is None:
         raise ApiError(404, "UNKNOWN_PRODUCT", f"No product {product_id!r}.")

@@ -1,7 +1,8 @@
 """The fault suite: a stack of its own, the contract's invariants after every fault, and a tally.
 
 The tally is printed at the end of the run (with or without `-s`): how many faults were injected,
-how many orders they hit, and what that cost (lost, oversold, double reservations).
+how many orders they hit, and what that cost (lost, oversold, double reservations, sales not paid
+exactly once).
 FLASHSALE_FAULT_SEED picks the random moments and victims; the summary names it, to replay a run.
 """
 import os
@@ -29,13 +30,16 @@ class Tally:
     lost: int = 0  # of those, not CONFIRMED or CANCELLED once settled
     oversold: int = 0
     double_reservations: int = 0  # stock taken twice for one order, or a user over the limit
+    charged_twice: int = 0  # orders with more than one successful charge
+    not_paid_once: int = 0  # CONFIRMED orders without a charge, CANCELLED ones with one, units not given back
     lost_by_design: int = 0  # accepted, then lost with a memory broker's contents: the documented risk
     hostile: Counter = field(default_factory=Counter)  # generated requests, and how many got a 5xx
 
     def line(self) -> str:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.injections.items()))
         return (f"injections {sum(self.injections.values())} ({kinds}); sales {self.sales}, orders {self.orders}, "
-                f"lost {self.lost}, oversold {self.oversold}, double reservations {self.double_reservations}; "
+                f"lost {self.lost}, oversold {self.oversold}, double reservations {self.double_reservations}, "
+                f"charged twice {self.charged_twice}, not paid once {self.not_paid_once}; "
                 f"lost with the memory broker's contents (documented, not counted) {self.lost_by_design}; "
                 f"generated requests {self.hostile['requests']}, 5xx {self.hostile['5xx']}; seed {SEED}")
 
@@ -60,6 +64,8 @@ def checked(stack: Stack, sale_id: int, accepted: list[str]) -> Invariants:
     TALLY.lost += state.lost
     TALLY.oversold += state.oversold
     TALLY.double_reservations += max(0, state.initialStock - state.availableStock - reserved) + state.overLimitUsers
+    TALLY.charged_twice += state.chargedTwice
+    TALLY.not_paid_once += state.unpaid + state.paidButCancelled + state.notReleased
     return state
 
 
@@ -73,7 +79,7 @@ def wait_for(check, timeout: float, every: float = 0.02) -> bool:
 
 
 def new_stack(home, **settings) -> Stack:
-    return Stack(Settings(home=home, gateway_port=free_port(), shop_port=free_port(), **settings))
+    return Stack(Settings(home=home, gateway_port=free_port(), shop_port=free_port(), psp_port=free_port(), **settings))
 
 
 @pytest.fixture(scope="package")

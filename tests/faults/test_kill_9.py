@@ -1,9 +1,11 @@
-"""kill -9 of orders, inventory, notifications and the gateway at random moments of sales.
+"""kill -9 of orders, inventory, payments, notifications, the gateway and the payment provider at random
+moments of sales.
 
 Eight sales of up to 300-1,000 buyers who arrive steadily. In each, at random moments while buyers
 arrive, one service and then two at once are killed with SIGKILL, and `up()` starts what is
-missing each time; the restarted consumers resume from their committed offsets. Then every order
-that got a 202 settles, and the contract's invariants hold. FLASHSALE_FAULT_SEED replays a run.
+missing each time; the restarted consumers resume from their committed offsets, and payments charges
+again with the same keys. Then every order that got a 202 settles, and the contract's invariants hold,
+every sale paid exactly once among them. FLASHSALE_FAULT_SEED replays a run.
 """
 import random
 import time
@@ -16,7 +18,7 @@ from .buyers import SteadyBuyers
 from .conftest import SEED, TALLY, checked
 
 SALES = 8
-VICTIMS = ("orders", "inventory", "notifications", "gateway")
+VICTIMS = ("orders", "inventory", "payments", "notifications", "gateway", "psp")
 STOCK = 100
 
 

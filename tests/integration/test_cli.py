@@ -5,18 +5,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import psutil
+import psycopg
 import pytest
 
+from flashsale.demo import SYSTEMS
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
-from flashsale.stack.processes import free_port
+from flashsale.stack.processes import free_port, wait_until
 
 
 def flashsale(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "FLASHSALE_HOME": str(settings.home), "FLASHSALE_GATEWAY_PORT": str(settings.gateway_port),
-           "FLASHSALE_SHOP_PORT": str(settings.shop_port)}
+           "FLASHSALE_SHOP_PORT": str(settings.shop_port),
+           "FLASHSALE_PSP_PORT": str(settings.psp_port)}
     return subprocess.run([sys.executable, "-m", "flashsale.cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -30,7 +34,7 @@ def test_status_json_follows_the_contract(stack):
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert set(status["infra"]) == {"kafka", "postgres", "redis"}
-    assert {"gateway", "orders", "inventory", "notifications", "shop"} <= set(status["services"])
+    assert {"gateway", "orders", "inventory", "notifications", "payments", "psp", "shop"} <= set(status["services"])
     for component in [*status["infra"].values(), *status["services"].values()]:
         assert isinstance(component["pid"], int) and isinstance(component["url"], str)
         assert component["healthy"] is True
@@ -56,7 +60,7 @@ def test_reset_and_logs(stack):
     assert done.returncode == 0 and "7 x iPhone 15 Pro Max" in done.stdout, done.stdout + done.stderr
     assert stack.status()["sale"]["availableStock"] == 7
     logs = flashsale(stack.settings, "logs", "orders")
-    assert logs.returncode == 0 and "consuming ['order.events', 'inventory.events'] as orders" in logs.stdout
+    assert logs.returncode == 0 and "consuming ['order.events', 'inventory.events', 'payment.events'] as orders" in logs.stdout
     assert flashsale(stack.settings, "logs", "nosuch").returncode == 1
 
 
@@ -66,7 +70,7 @@ def test_unknown_service_is_a_clear_error(stack):
 
 
 def test_status_when_the_stack_is_not_up(tmp_path):
-    settings = Settings(home=tmp_path, gateway_port=free_port(), shop_port=free_port())
+    settings = Settings(home=tmp_path, gateway_port=free_port(), shop_port=free_port(), psp_port=free_port())
     done = flashsale(settings, "status")
     assert done.returncode == 0 and "the stack is not up" in done.stderr
 
@@ -76,7 +80,7 @@ def test_a_taken_port_is_named_before_anything_starts(tmp_path):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        settings = Settings(home=tmp_path, gateway_port=port, shop_port=free_port())
+        settings = Settings(home=tmp_path, gateway_port=port, shop_port=free_port(), psp_port=free_port())
         done = flashsale(settings, "up")
     assert done.returncode == 1
     assert f"Port {port} for gateway is taken" in done.stderr
@@ -86,7 +90,7 @@ def test_a_taken_port_is_named_before_anything_starts(tmp_path):
 def test_a_server_that_fails_to_start_shows_its_log(tmp_path):
     (tmp_path / "postgres").mkdir()
     (tmp_path / "postgres" / "PG_VERSION").write_text("9\n")  # a data directory PostgreSQL 18 will refuse
-    settings = Settings(home=tmp_path, gateway_port=free_port(), shop_port=free_port())
+    settings = Settings(home=tmp_path, gateway_port=free_port(), shop_port=free_port(), psp_port=free_port())
     try:
         done = flashsale(settings, "up")
         assert done.returncode == 1
@@ -96,13 +100,70 @@ def test_a_server_that_fails_to_start_shows_its_log(tmp_path):
 
 
 def test_down_leaves_no_process_behind(tmp_path):
-    settings = Settings(home=tmp_path, gateway_port=free_port(), shop_port=free_port())
+    settings = Settings(home=tmp_path, gateway_port=free_port(), shop_port=free_port(), psp_port=free_port())
     stack = Stack(settings)
     status = stack.up()
     started = [pid for pid in pids(status).values() if pid]
     family = {p.pid for pid in started for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]}
-    assert len(started) == 8
+    assert len(started) == 10  # three servers, seven services
 
     assert flashsale(settings, "down").returncode == 0
     survivors = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert survivors == []
+
+
+def test_pause_postgres_2_freezes_it_and_resumes_it(stack):
+    server = psutil.Process(stack.processes("postgres")["postgres"].pid)
+    client = psycopg.connect(stack.wired().database_url, autocommit=True)  # its backend, a child of the server
+    pause = subprocess.Popen([sys.executable, "-m", "flashsale.cli", "pause", "postgres", "2"],
+                             env={**os.environ, "FLASHSALE_HOME": str(stack.home)}, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: server.status() == psutil.STATUS_STOPPED, 60, "postgres was never paused")
+        assert all(p.status() == psutil.STATUS_STOPPED for p in server.children()), "a backend still runs"
+        answered = threading.Event()
+        threading.Thread(target=lambda: client.execute("SELECT 1") and answered.set(), daemon=True).start()
+        assert not answered.wait(0.5), "a frozen server answered"
+    finally:
+        assert pause.wait(60) == 0
+    assert "postgres resumed" in pause.stdout.read()
+    assert answered.wait(10), "the query waiting on the frozen server was never answered"
+    assert server.status() != psutil.STATUS_STOPPED
+    client.close()
+
+
+def test_psp_changes_the_payment_providers_behaviour_live(stack):
+    try:
+        done = flashsale(stack.settings, "psp", "--delay", "80", "--failure-rate", "0.25")
+        assert done.returncode == 0 and "delay 80 ms, failure rate 0.25" in done.stdout, done.stdout + done.stderr
+        assert "delay 80 ms" in flashsale(stack.settings, "psp").stdout  # no option: only show it
+    finally:
+        flashsale(stack.settings, "psp", "--delay", str(stack.settings.payment_delay_ms), "--failure-rate", "0")
+
+
+@pytest.mark.timeout(600)
+def test_demo_payment_outage_writes_the_four_systems_with_the_contracts_keys(stack, tmp_path):
+    figures, report = tmp_path / "demo.json", tmp_path / "report.html"
+    done = flashsale(stack.settings, "demo", "--scenario", "payment-outage", "--buyers", "300", "--stock", "30",
+                     "--json", str(figures), "--report", str(report), timeout=600)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+    assert {"scenario", "buyers", "stock", "systems"} <= set(result)
+    assert (result["scenario"], result["buyers"], result["stock"]) == ("payment-outage", 300, 30)
+    assert list(result["systems"]) == list(SYSTEMS) == ["naive", "locked", "reserve-then-pay", "event-driven"]
+    for system in result["systems"].values():
+        assert {"sold", "oversold", "paid", "chargedTwice", "acceptedPerS", "p50Ms", "p99Ms", "errors", "lost",
+                "settledS", "soldByTheEnd"} <= set(system)
+        assert set(system["errors"]) == {"5xx", "timeouts", "refused"}
+    events = result["systems"]["event-driven"]
+    assert (events["oversold"], events["lost"], events["chargedTwice"]) == (0, 0, 0)
+    assert events["sold"] == events["paid"] == events["soldByTheEnd"] == 30  # paid after the outage: sold out
+    assert "payment-outage" in report.read_text()
+
+
+def test_demo_says_last_that_the_stack_keeps_running_and_how_to_stop_it(stack, tmp_path):
+    done = flashsale(stack.settings, "demo", "--buyers", "20", "--stock", "5", "--report", str(tmp_path / "r.html"),
+                     timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == \
+        "The stack is still running in the background: `flashsale down` stops it."

@@ -6,6 +6,7 @@ a message that names the mistake. The solutions passing is test_exercises.py's b
 """
 import uuid
 
+import psycopg
 import pytest
 from pydantic import ValidationError
 
@@ -189,6 +190,31 @@ def relay(mark_first: bool = False, wait: bool = True):
 ], ids=["two-transactions", "mark-then-publish", "fire-and-forget"])
 def test_outbox_check_catches(stack, set_status_, relay_once, saying):
     fails(outbox.check, stack, set_status_, relay_once, saying=saying)
+
+
+def set_status_that_reports_badly(conn, order_id, status, reason=None):
+    """Right, until a write fails: then its own error report has a bug (str + exception: a TypeError)."""
+    try:
+        return set_status(conn, order_id, status, reason)
+    except psycopg.Error as error:
+        print("could not set the status: " + error)
+        raise
+
+
+def test_outbox_check_lets_a_learners_own_error_show(stack):
+    """Only the database error the check provokes is expected; a learner's TypeError must surface, not pass."""
+    with pytest.raises(TypeError, match="can only concatenate str"):
+        outbox.check(stack, set_status_that_reports_badly, relay())
+
+
+def test_outbox_check_builds_its_sql_safely_for_any_order_id(stack):
+    """Its triggers quote names and values with psycopg.sql: an orderId with a quote in it breaks nothing."""
+    from flashsale.adapters import postgres
+
+    outbox.create_outbox(stack)
+    with postgres.connect(stack.wired().database_url) as conn:
+        ids = outbox.pending_orders(conn, f"o'brien-{uuid.uuid4().hex[:6]}", 3)
+        outbox.same_transaction(conn, set_status, ids)
 
 
 def count_every_confirmation(events, sale_id):

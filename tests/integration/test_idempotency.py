@@ -5,7 +5,7 @@ import uuid
 import httpx
 
 from flashsale.adapters import postgres, redis as redis_adapter
-from flashsale.events import INVENTORY_EVENTS, ORDER_EVENTS
+from flashsale.events import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS
 from flashsale.lab import replay
 from flashsale.lab.checks import invariants, settle
 from flashsale.lab.load import run_buyers, swarm
@@ -19,10 +19,14 @@ def orders_of(settings, sale_id: int, user_id: str | None = None) -> list[tuple]
 
 
 def snapshot(settings, sale) -> dict:
-    """Everything a delivery could change: the rows (with their update times) and the sale's Redis keys."""
+    """Everything a delivery could change: the rows (with their update times), the sale's Redis keys, the charges."""
     redis = redis_adapter.connect(settings.redis_url)
+    with postgres.connect(settings.database_url) as pg:
+        charges = pg.execute("SELECT c.charge_id, c.order_id, c.status FROM charges c JOIN orders o USING (order_id) "
+                             "WHERE o.sale_id = %s ORDER BY c.charge_id", (sale.saleId,)).fetchall()
     return {"orders": orders_of(settings, sale.saleId), "stock": redis.get(sale.keys.stock),
-            "decisions": redis.hgetall(sale.keys.decisions), "userUnits": redis.hgetall(sale.keys.user_units)}
+            "decisions": redis.hgetall(sale.keys.decisions), "userUnits": redis.hgetall(sale.keys.user_units),
+            "charges": charges}
 
 
 def test_a_repeated_idempotency_key_names_one_order(stack, wired, fresh_sale):
@@ -73,17 +77,18 @@ def test_every_event_of_a_sale_delivered_again_changes_nothing(stack, wired):
     before = snapshot(wired, sale)
     assert sum(row[3] == "CONFIRMED" for row in before["orders"]) == 10
 
-    events = [m for topic in (ORDER_EVENTS, INVENTORY_EVENTS) for m in replay.read_topic(wired, topic)
+    events = [m for topic in (ORDER_EVENTS, INVENTORY_EVENTS, PAYMENT_EVENTS) for m in replay.read_topic(wired, topic)
               if replay.sale_of(m) == sale.saleId]
-    on_topic = {t: sum(m.topic() == t for m in events) for t in (ORDER_EVENTS, INVENTORY_EVENTS)}
-    # created, saved, confirmed or cancelled per order; one decision per order
+    on_topic = {t: sum(m.topic() == t for m in events) for t in (ORDER_EVENTS, INVENTORY_EVENTS, PAYMENT_EVENTS)}
+    # created, saved, (reserved,) confirmed or cancelled per order; one decision per order; one payment per sale
     assert on_topic[ORDER_EVENTS] >= 3 * len(accepted) and on_topic[INVENTORY_EVENTS] >= len(accepted), on_topic
+    assert on_topic[PAYMENT_EVENTS] >= 10, on_topic
     ends = replay.send_again(wired, events)
     assert replay.caught_up(wired, at_least=ends), "the consumers never caught up after the replay"
 
-    assert snapshot(wired, sale) == before
+    assert snapshot(wired, sale) == before  # no row, no unit and no charge more: every payment again charged nothing
     state = invariants(wired, sale.saleId, accepted)
-    assert (state.confirmed, state.availableStock) == (10, 0)
+    assert (state.confirmed, state.availableStock, state.paid) == (10, 0, 10)
     assert state.ok, state.as_dict()
 
 

@@ -21,7 +21,8 @@ def test_external_mode_uses_the_given_addresses(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", wired.kafka_bootstrap_servers)
     monkeypatch.setenv("DATABASE_URL", wired.database_url)
     monkeypatch.setenv("REDIS_URL", wired.redis_url)
-    external = Stack(Settings(home=tmp_path, infra="external", gateway_port=free_port(), shop_port=free_port()))
+    external = Stack(Settings(home=tmp_path, infra="external", gateway_port=free_port(), shop_port=free_port(),
+                              psp_port=free_port()))
     assert external.wired().database_url == wired.database_url
     status = external.status()
     assert all(component["healthy"] for component in status["infra"].values()), status["infra"]

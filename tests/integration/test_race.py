@@ -1,4 +1,4 @@
-"""The lesson, as tests: 1,000 buyers, 100 phones, three checkouts."""
+"""The lesson, as tests: 1,000 buyers, 100 phones, four checkouts, every one paying through the provider."""
 from flashsale.lab.checks import invariants, settle
 from flashsale.lab.load import run_buyers
 
@@ -15,6 +15,7 @@ def test_event_driven_sells_exactly_the_stock(stack, wired, fresh_sale):
     assert state.availableStock == 0
     assert state.pending == 0 and state.lost == 0
     assert state.cancelled + race.count(409) == 900
+    assert (state.paid, state.chargedTwice) == (100, 0)  # every sale paid once
     assert state.ok, state.as_dict()
 
 
@@ -27,6 +28,14 @@ def test_naive_shop_oversells(stack, wired, fresh_sale):
 
 def test_locked_shop_never_oversells(stack, wired, fresh_sale):
     race = run_buyers("locked", wired.shop_url, buyers=1000, progress=False)
+
+    assert race.count(500, 502, 503, 504, 0) == 0, race.statuses()
+    assert race.count(201) == 100
+    assert race.count(409) == 900
+
+
+def test_reserve_then_pay_never_oversells(stack, wired, fresh_sale):
+    race = run_buyers("reserve-then-pay", wired.shop_url, buyers=1000, progress=False)
 
     assert race.count(500, 502, 503, 504, 0) == 0, race.statuses()
     assert race.count(201) == 100

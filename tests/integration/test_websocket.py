@@ -58,6 +58,14 @@ def test_websocket_tells_the_whole_race(stack, wired, fresh_sale):
     assert not missing, f"{len(missing)} of {len(accepted)} accepted orders got no final order_update"
     outcomes = [finals[order_id] for order_id in accepted]
     assert outcomes.count("CONFIRMED") == 100, {s: outcomes.count(s) for s in FINAL}
+    # Every sale was RESERVED (a unit held, the payment under way) before it was CONFIRMED, in that order.
+    steps: dict[str, list[str]] = {}
+    for m in messages:
+        if m["type"] == "order_update":
+            steps.setdefault(m["data"]["orderId"], []).append(m["data"]["status"])
+    sold = [order_id for order_id in accepted if finals[order_id] == "CONFIRMED"]
+    assert all("RESERVED" in steps[o] and steps[o].index("RESERVED") < steps[o].index("CONFIRMED") for o in sold), \
+        [steps[o] for o in sold if "RESERVED" not in steps[o]][:5]
 
 
 @pytest.mark.timeout(60)

@@ -21,6 +21,9 @@ def test_json_form_has_the_contract_fields():
 def test_topics_follow_the_type():
     assert created().topic == ev.ORDER_EVENTS
     assert created().next(ev.STOCK_RESERVED).topic == ev.INVENTORY_EVENTS
+    assert created().next(ev.STOCK_RELEASED).topic == ev.INVENTORY_EVENTS
+    assert created().next(ev.PAYMENT_FAILED).topic == ev.PAYMENT_EVENTS
+    assert created().next(ev.ORDER_RESERVED).topic == ev.ORDER_EVENTS
     assert ev.dead_letter_topic(ev.ORDER_EVENTS) == "order.events.dlq"
 
 

@@ -55,8 +55,9 @@ def check(stack: Stack, sales_per_second) -> None:
     passed("the same answer in any order, and with another sale's events in the log")
 
     mine = [m for m in read_topic(settings, ev.ORDER_EVENTS) if sale_of(m) == sale_id]
-    expect(caught_up(settings, ("orders", "inventory"), at_least=send_again(settings, mine), timeout=90),
-           "the order and inventory services did not catch up with the replay within 90 s: are they running?")
+    expect(caught_up(settings, ("orders", "inventory", "payments"), at_least=send_again(settings, mine), timeout=90),
+           "the order, inventory and payment services did not catch up with the replay within 90 s: are they "
+           "running?")
     again = log_events(stack, ev.ORDER_EVENTS)
     confirmations = sum(e.type == ev.ORDER_CONFIRMED and e.saleId == sale_id for e in again)
     judge(sales_per_second, again, sale_id, expected, sold, f"the log after a replay ({confirmations} confirmations "

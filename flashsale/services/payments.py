@@ -1,0 +1,62 @@
+"""The payment service: inventory.reserved -> a charge at the provider -> payment.succeeded or payment.failed.
+
+The middle step of the order's saga. The orderId is the charge's idempotency key, so a redelivered
+reservation, a retried batch or a restart after `kill -9` never charges anyone twice: the provider answers
+a key it has seen with its first answer. A decline is final (payment.failed: inventory gives the unit
+back, orders cancels). An outage is not: the batch is retried with backoff, and postponed while the
+provider stays down; nothing is committed past an unpaid order, and the orders wait RESERVED.
+"""
+import asyncio
+import time
+
+from flashsale import events as ev
+from flashsale.adapters import kafka, psp
+from flashsale.services import configure_logging, tune_gc
+from flashsale.settings import Settings
+
+IN_FLIGHT = 32  # charges at once: each waits the provider's delay, so a batch of 100 takes ~4 delays, not 100
+RETRY_FOR_S = 2.0  # then the loop gets the batch back (its heartbeat stays fresh) and tries it again
+
+
+async def pay(provider: psp.PaymentProvider, event: ev.Event, amount: int, deadline: float) -> ev.Event | None:
+    """The event that tells how the charge went, or None if the provider was down until `deadline`."""
+    wait = 0.1
+    while True:
+        try:
+            await provider.charge(event.orderId, amount, key=event.orderId)
+            return event.next(ev.PAYMENT_SUCCEEDED)
+        except psp.Declined:
+            return event.next(ev.PAYMENT_FAILED, reason=ev.PAYMENT_FAILED_REASON)
+        except psp.Unavailable:
+            if time.monotonic() + wait > deadline:
+                return None
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 1.0)
+
+
+async def handle(provider: psp.PaymentProvider, batch: list[ev.Event], price: int) -> list[ev.Event]:
+    """Charge every reservation of the batch, IN_FLIGHT at a time; all of them, or raise Postponed."""
+    gate, deadline = asyncio.Semaphore(IN_FLIGHT), time.monotonic() + RETRY_FOR_S
+
+    async def one(event: ev.Event) -> ev.Event | None:
+        async with gate:
+            return await pay(provider, event, price * event.quantity, deadline)
+
+    outcomes = await asyncio.gather(*(one(e) for e in batch if e.type == ev.STOCK_RESERVED))
+    if None in outcomes:  # those charged already are charged once: their keys answer the same next time
+        raise kafka.Postponed(f"the payment provider is unavailable; {outcomes.count(None)} orders wait")
+    return outcomes
+
+
+def main() -> None:
+    configure_logging("payments")
+    tune_gc()
+    settings = Settings()
+    loop = asyncio.new_event_loop()  # one loop for the life of the process, so one pool of connections
+    provider = psp.PaymentProvider(settings.psp_url, settings.psp_timeout_s)
+    kafka.run_consumer(settings, "payments", [ev.INVENTORY_EVENTS],
+                       lambda batch: loop.run_until_complete(handle(provider, batch, settings.price_cents)))
+
+
+if __name__ == "__main__":
+    main()
