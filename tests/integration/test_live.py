@@ -86,7 +86,7 @@ async def audience_member(i: int, gateway: str) -> tuple[int, dict | None]:
                 async for message in socket:
                     update = json.loads(message.data)
                     if update["type"] == "order_update" and update["data"]["orderId"] == body["orderId"] \
-                            and update["data"]["status"] != "PENDING":
+                            and update["data"]["status"] in ("CONFIRMED", "CANCELLED"):  # final, not RESERVED
                         return status, update["data"]
 
 
