@@ -2,16 +2,19 @@
 
 The loop takes its partitions in one of two ways, chosen by the broker:
 - On Apache Kafka, a service instance is a member of its consumer group (`subscribe`): the group coordinator
-  hands out the partitions and moves them when a member joins, leaves or dies. KIP-848 by default.
+  hands out the partitions and moves them when a member joins, leaves or dies. Classic cooperative-sticky by
+  default, KIP-848 as a setting (Settings.group_protocol says why).
 - On tansu, whose group coordinator wedges under churn (measured; see "Consumer groups, and tansu" in the
   README), instance i of n owns the partitions p with p % n == i and commits under the same group id.
 Either way offsets are committed after processing. Delivery is at least once: handlers must be safe to run
 twice, because a crash between "done" and "commit" redelivers.
 """
 import asyncio
+import atexit
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -274,24 +277,39 @@ def describe_groups(bootstrap: str, groups: Iterable[str], timeout: float = 5) -
     A broker killed on purpose (notebook 04) must not take a notebook's kernel along.
     """
     global _worker
-    _worker = _worker or ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    _worker = _worker or ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_leave_without_goodbyes)
     try:
         return _worker.submit(_describe_here, bootstrap, list(groups), timeout).result(timeout + 30)
     except BrokenProcessPool:
         _worker = None
         raise KafkaException(KafkaError(KafkaError._FAIL, "the group view's worker crashed (librdkafka #4605); "
                                                           "ask again")) from None
+    except RuntimeError as error:  # the broker's answer, in words (see _describe_here)
+        raise KafkaException(KafkaError(KafkaError._FAIL, str(error))) from None
 
 
 _worker: ProcessPoolExecutor | None = None
 _admins: dict[str, AdminClient] = {}
 
 
+def _leave_without_goodbyes() -> None:
+    """The worker exits at once, its clients undestroyed: destroying one whose broker is gone can wait forever.
+
+    Seen (gdb): the worker's exit stuck in rd_kafka_destroy_app, from an AdminClient of `_admins` whose broker a
+    test had stopped; the caller, which waits for its worker at exit, hung with it after its tests had passed.
+    """
+    atexit.register(os._exit, 0)
+
+
 def _describe_here(bootstrap: str, groups: list[str], timeout: float) -> dict[str, dict]:
     admin = _admins.setdefault(bootstrap, AdminClient({"bootstrap.servers": bootstrap, **QUIET}))
     views = {}
     for group, future in admin.describe_consumer_groups(list(groups), request_timeout=timeout).items():
-        description = future.result()
+        try:
+            description = future.result()
+        except KafkaException as error:  # cimpl's classes do not pickle back to the caller: send the words
+            raise RuntimeError(str(error.args[0])) from None
         views[group] = {
             "state": description.state.name, "protocol": description.type.name.lower(),
             "members": [{"client": m.client_id, "instance": m.group_instance_id, "host": m.host,
@@ -361,7 +379,7 @@ def run_consumer(settings: Settings, group: str, topics: list[str],
         while not stop.stopped:
             if joined():
                 heartbeat.touch()  # `flashsale status` reads this: looping, and in its group
-            messages = [m for m in next_batch(source, batch_size) if not m.error()]
+            messages = [m for m in next_batch(source, batch_size) if not failed(m)]
             if not messages:
                 continue
             try:
@@ -379,6 +397,19 @@ def run_consumer(settings: Settings, group: str, topics: list[str],
         source.close()
         producer.flush(5)
         log.info("stopped cleanly" if stop.stopped else "stopped by an error")
+
+
+def failed(message) -> bool:
+    """An error in place of a message: end of partition is news to nobody; others are logged, and a fatal one
+    (a fenced member, say) stops the process, so `status` shows it down instead of a member that reads nothing."""
+    error = message.error()
+    if error is None:
+        return False
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.error("consumer error: %s", error)
+        if error.fatal():
+            raise SystemExit(f"fatal consumer error, stopping: {error}")
+    return True
 
 
 def next_batch(source: Consumer, batch_size: int, wait: float = 0.1) -> list:
