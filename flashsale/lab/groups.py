@@ -33,7 +33,7 @@ NOT_KNOWN = "not known to tansu: instance i of n reads p % n == i"
 class LagMeter:
     """One client per group that never joins it: it looks up the group's committed offsets.
 
-    With `owners`, each row also names the member that holds the partition (None while nobody does).
+    With `owners`, each row also names the member that holds the partition ("nobody" between owners).
     """
 
     def __init__(self, settings: Settings, owners: bool = False):
@@ -61,7 +61,7 @@ class LagMeter:
             held = holders(self.bootstrap, GROUPS, timeout) if self.members_known else {}
             for row in rows:
                 key = (row["group"], row["topic"], row["partition"])
-                row["owner"] = held.get(key) if self.members_known else NOT_KNOWN
+                row["owner"] = held.get(key, "nobody") if self.members_known else NOT_KNOWN
         return rows
 
     def close(self) -> None:
