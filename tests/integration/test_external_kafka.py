@@ -51,7 +51,9 @@ def test_a_stack_on_an_external_apache_kafka_joins_real_groups_and_sells_exactly
 
         sale = ours.reset(stock=20, per_user_limit=1)
         race = races.buyers(ours, "gateway", 200, progress=False)
-        assert set(race.statuses()) <= {202, 409}, race.statuses()
+        # A 503 may come on a busy 2-core machine (the event not acknowledged in time), but only as "retry later".
+        refused = {b.body["error"]["code"] for b in race.buyers if b.status == 503}
+        assert set(race.statuses()) <= {202, 409, 503} and refused <= {"BROKER_UNAVAILABLE"}, race.statuses()
         state = races.check(ours, race, timeout=120)
         assert state.saleId == sale.saleId
         assert (state.confirmedUnits, state.oversold, state.lost, state.availableStock) == (20, 0, 0, 0), \

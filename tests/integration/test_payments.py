@@ -132,3 +132,17 @@ def test_reserve_then_pay_gives_the_unit_back_when_the_payment_fails(stack, wire
         rows = dict(pg.execute("SELECT status, count(*) FROM shop_orders WHERE sale_id = %s GROUP BY status",
                                (sale.saleId,)).fetchall())
     assert rows.get("RELEASED", 0) == race.count(402) and "RESERVED" not in rows, rows
+
+
+@pytest.mark.faults  # it kills the session's payment provider: it runs last
+def test_a_key_charged_before_the_provider_is_killed_is_not_charged_again_after(stack, wired):
+    key = f"psp-{uuid.uuid4()}"
+    first = charge(wired.psp_url, key, key)
+    assert first.status_code == 201
+
+    assert stack.kill("psp"), "no payment provider to kill"
+    stack.up()  # starts only what is missing: a new provider process
+
+    again = charge(wired.psp_url, key, key)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert len(psp.charges(wired.psp_url, key)) == 1
