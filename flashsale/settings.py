@@ -61,8 +61,8 @@ class Settings(BaseSettings):
 
     # Events.
     partitions: int = 3
-    # On Apache Kafka, services join consumer groups as static members: the classic protocol with cooperative-sticky
-    # assignment, or KIP-848 (`consumer`). Classic is the default for now: measured here on Kafka 4.1.1 with
+    # On Apache Kafka, services join consumer groups as static members: the classic protocol (range assignor), or
+    # KIP-848 (`consumer`). Classic is the default for now: measured here on Kafka 4.1.1 with
     # librdkafka 2.16, a KIP-848 static member fenced itself under load (STALE_MEMBER_EPOCH on commit, then "instance
     # id owned by" itself: a fatal error; apache/kafka PR #23542 is the open fix), and one restarted within the
     # session timeout after kill -9 got a fatal "instance ID is still used", where classic took its partitions back
