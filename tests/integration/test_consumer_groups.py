@@ -1,7 +1,7 @@
 """Consumer groups on Apache Kafka: scale a service, kill a member, and read what the broker says.
 
-On Apache Kafka each service instance is a static member of its group (KIP-848 by default), so the broker
-itself says who owns which partition. tansu has no working group coordinator: there each instance owns its
+On Apache Kafka each service instance is a static member of its group (classic protocol or KIP-848, as
+Settings.group_protocol says), so the broker itself says who owns which partition. tansu has no working group coordinator: there each instance owns its
 partitions by number (tested with the rest of the suite), and these tests skip.
 """
 import os
@@ -20,7 +20,7 @@ from flashsale.lab.load import run_buyers
 from flashsale.stack.control import Stack
 from flashsale.stack.processes import stop
 
-SESSION_TIMEOUT_S = 6  # group.consumer.session.timeout.ms of the embedded broker (stack/apache_kafka.py)
+SESSION_TIMEOUT_S = 6  # the members' session timeout, either protocol (adapters/kafka.py, stack/apache_kafka.py)
 
 
 @pytest.fixture
