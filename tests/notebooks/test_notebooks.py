@@ -5,7 +5,7 @@ folder, so its stack, ports and kernel are its own and a failure names the noteb
 marked NBVAL_CHECK_OUTPUT must print exactly what the notebook says (the lesson's facts); other output
 is not compared. Afterwards no process of that notebook's stack may be alive.
 
-    pytest tests/notebooks                   # the whole lab (about 6 minutes here)
+    pytest tests/notebooks                   # the whole lab, each notebook stopping at its first failing cell (about 6 minutes here)
     pytest --nbval-lax notebooks/03-*.ipynb  # one notebook by hand (its stack goes to notebooks/.flashsale)
 """
 import os
@@ -28,7 +28,7 @@ def test_notebook_runs_top_to_bottom(notebook: Path, tmp_path: Path):
     try:
         # An explicit --basetemp: a nested pytest would otherwise rotate the numbered temp dirs away,
         # the outer session's included (and the servers' data with them).
-        run = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=600",
+        run = subprocess.run([sys.executable, "-m", "pytest", "-x", "--nbval-lax", "--nbval-cell-timeout=600",
                               "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'nbval'}", "-q", str(notebook)],
                              cwd=ROOT, env={**os.environ, "FLASHSALE_HOME": str(tmp_path)},
                              capture_output=True, text=True, timeout=850)

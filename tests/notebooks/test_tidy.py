@@ -24,7 +24,9 @@ def test_each_notebook_is_a_lesson(path: Path):
     cells = nbformat.read(path, as_version=4).cells
     markdown = [c.source for c in cells if c.cell_type == "markdown"]
     code = [c.source for c in cells if c.cell_type == "code"]
-    assert 15 <= len(cells) <= 40
+    # 60: the lessons grew a payment saga, outage and stall sections and a prediction before each key run;
+    # past that a lesson should be split in two.
+    assert 15 <= len(cells) <= 60
     assert sum(len(s.split()) for s in markdown) > 3 * sum(len(s.split()) for s in code), "more prose than code"
     assert "**Goals" in markdown[1], "goals at the top, right after the navigation"
     assert sum("lab.start(" in s for s in code) == 1, "one setup cell"
