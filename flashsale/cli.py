@@ -30,7 +30,11 @@ def stack_or_fail(**overrides) -> Stack:
     try:
         return stack(**overrides)
     except ValidationError as error:
-        fail(StackError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())))
+        fail(invalid(error))
+
+
+def invalid(error: ValidationError) -> StackError:
+    return StackError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
 
 
 def fail(error: Exception) -> None:
@@ -199,25 +203,36 @@ def psp(delay: Optional[int] = typer.Option(None, help="Milliseconds each new ch
 
 @app.command()
 def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", help="Where to write the figures."),
-          connections: int = typer.Option(1000, help="Concurrent buyers (connections) per system."),
+          connections: int = typer.Option(1000, help="Concurrent buyers (connections) per system, at saturation."),
           seconds: int = typer.Option(5, help="Seconds of load per system."),
-          browsers: int = typer.Option(1000, help="WebSocket clients for the fan-out benchmark.")):
-    """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency; settle rate."""
-    from flashsale.bench import run_bench
+          browsers: int = typer.Option(1000, help="WebSocket clients for the fan-out benchmark."),
+          rate: int = typer.Option(1000, help="Offered orders/s for the end-to-end, fan-out and CPU runs."),
+          runs: int = typer.Option(1, min=1, help="Repeat, and report each goal's worst run."),
+          broker: Optional[str] = typer.Option(None, help="tansu or kafka (default: the broker setting).")):
+    """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency, fan-out and CPU per
+    order at a fixed offered load; settle rate."""
+    from flashsale.bench import run_bench, worst
 
     try:
-        result = run_bench(Settings(), connections, seconds, browsers)
+        settings = Settings(**({"broker": broker} if broker else {}))
+    except ValidationError as error:
+        fail(invalid(error))
+    try:
+        result = worst([run_bench(settings, connections, seconds, browsers, rate) for _ in range(runs)])
     except StackError as error:
         fail(error)
     table = Table("system", "accepted/s", "p50 ms", "p99 ms", "errors", title="flashsale bench")
-    for system, rate in result["accept_per_s"].items():
-        table.add_row(system, f"{rate:,.0f}", f"{result['p50_accept_ms'][system]:,.1f}",
+    for system, accepted in result["accept_per_s"].items():
+        table.add_row(system, f"{accepted:,.0f}", f"{result['p50_accept_ms'][system]:,.1f}",
                       f"{result['p99_accept_ms_by_system'][system]:,.1f}", str(result["errors"][system]))
     console.print(table)
     console.print(f"event-driven vs locked: {result['ratio_event_vs_locked']}x; vs ceiling: "
-                  f"{result['ratio_event_vs_ceiling']}; end-to-end at {result['e2e_rate_per_s']}/s: "
-                  f"p50 {result['p50_e2e_ms']} ms, p99 {result['p99_e2e_ms']} ms; settles {result['settle_per_s']}/s; "
+                  f"{result['ratio_event_vs_ceiling']}; end-to-end at {rate}/s on {result['broker']}: "
+                  f"p99 {result[f'p99_e2e_ms_at_{rate}']} ms (worst of {runs}); settles {result['settle_per_s']}/s; "
                   f"oversold {result['oversold']}, lost {result['lost']}", highlight=False)
+    parts = ", ".join(f"{name} {ms}" for name, ms in result["cpu_ms_per_order_by_component"].items() if name != "total")
+    console.print(f"CPU per order: {result['cpu_ms_per_order']} ms ({parts}); the no-op server: "
+                  f"{result['cpu_ms_per_noop']} ms per request", highlight=False)
     fanout = result["fanout"]
     console.print(f"WebSocket fan-out to {fanout['clients']:,} browsers at {fanout['orders_per_s']:,.0f} orders/s: "
                   f"order updates p50 {fanout['order_update'].get('p50_ms')} ms, p99 "

@@ -1,11 +1,16 @@
 """`flashsale bench`: every system measured side by side, in one run, on one machine.
 
 It starts a stack of its own (payment delay 0, so the shops are as fast as
-they can be) and measures, with 1,000 concurrent connections each:
-the bare HTTP ceiling, the event-driven accept rate, the locked shop, the
-naive shop; then end-to-end latency at half the event-driven maximum, the
-settle rate at saturation, WebSocket fan-out to 1,000 browsers at half load,
-and a 1,000-buyer race for oversold and lost.
+they can be) and measures:
+- at saturation, with `connections` concurrent connections each: the bare HTTP
+  ceiling (a no-op endpoint), the event-driven accept rate, the locked shop,
+  the naive shop; and the settle rate;
+- at a fixed offered load (`rate`, 1,000 orders/s by default, open loop):
+  POST -> final WebSocket update, and WebSocket fan-out to `browsers` browsers;
+- CPU per order: every event-path process's utime+stime from /proc over the
+  orders of the fixed-load run (bench/cpu.py; the load generator is not in
+  any of their process trees), beside the no-op server's CPU per request;
+- a 1,000-buyer race for oversold and lost.
 
 The latency phases each start from a fresh stack. tansu's memory storage gets
 slower with every record batch it holds (measured: a consumer's delivery
@@ -20,6 +25,7 @@ import time
 
 from tqdm.auto import tqdm
 
+from flashsale.bench.cpu import Meter, per_unit_ms
 from flashsale.bench.e2e import measure
 from flashsale.bench.fanout import measure_fanout
 from flashsale.bench.stats import p99
@@ -33,7 +39,8 @@ from flashsale.stack.processes import alive, free_port, spawn, stop, wait_until
 UNLIMITED = 10**9
 
 
-def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browsers: int = 1000) -> dict:
+def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browsers: int = 1000, rate: int = 1000
+              ) -> dict:
     settings = base.model_copy(update={"home": base.home.resolve() / "bench", "gateway_port": free_port(),
                                        "shop_port": free_port(), "psp_port": free_port(), "payment_delay_ms": 0,
                                        "rate_limit_per_s": 0})
@@ -45,7 +52,9 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         noop, noop_url = start_noop(stack)
         steps.update()
         product, result = settings.product_id, {}
+        noop_cpu = Meter({noop: "noop"}).start()
         ceiling = wrk(noop_url, "/noop", product, connections, seconds)
+        cpu_per_noop = per_unit_ms(noop_cpu.stop(), ceiling.requests)["total"]
         steps.update()
         stack.reset(UNLIMITED, UNLIMITED)
         sale_started = time.monotonic()
@@ -57,13 +66,15 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         steps.update()
         naive = wrk(settings.shop_url, "/naive/orders", product, connections, seconds)
         steps.update()
-        half_load = events.requests_per_s / 2
         fresh(stack)
-        e2e = asyncio.run(measure(settings.gateway_url, product, half_load, seconds))
+        meter = Meter(event_path(stack)).start()
+        e2e = asyncio.run(measure(settings.gateway_url, product, rate, seconds))
+        e2e_settled = wait_settled(stack, e2e.accepted)
+        cpu_per_order = per_unit_ms(meter.stop(), e2e.accepted)
         steps.update()
         fresh(stack)
         fanout = measure_fanout(settings.gateway_url, stack.wired().kafka_bootstrap_servers, product, browsers,
-                                half_load, seconds)
+                                rate, seconds)
         steps.update()
         sale = stack.reset(100, 1)
         race = run_buyers("gateway", settings.gateway_url, 1000, product, progress=False)
@@ -76,6 +87,7 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         if noop:
             stop(noop)
         stack.down()
+    p99_fanout = max(fanout["order_update"].get("p99_ms", 0), fanout["stock_update"].get("p99_ms", 0))
     accept = {"ceiling": ceiling.requests_per_s, "event_driven": events.requests_per_s,
               "locked": locked.requests_per_s, "naive": naive.requests_per_s}
     return {"accept_per_s": accept,
@@ -88,13 +100,34 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
                        "naive": naive.errors},
             "ratio_event_vs_locked": round(events.requests_per_s / locked.requests_per_s, 2),
             "ratio_event_vs_ceiling": round(events.requests_per_s / ceiling.requests_per_s, 2),
-            "e2e_rate_per_s": round(events.requests_per_s / 2, 1),
-            "p50_e2e_ms": round(statistics.median(e2e), 1) if e2e else None,
-            "p99_e2e_ms": round(p99(e2e), 1) if e2e else None,
+            "broker": settings.broker,
+            "e2e_rate_per_s": rate,
+            "p50_e2e_ms": round(statistics.median(e2e.latencies_ms), 1) if e2e.latencies_ms else None,
+            "p99_e2e_ms": round(p99(e2e.latencies_ms), 1) if e2e.latencies_ms else None,
+            f"p99_e2e_ms_at_{rate}": round(p99(e2e.latencies_ms), 1) if e2e.latencies_ms else None,
+            f"p99_fanout_ms_at_{rate}": p99_fanout,
+            "e2e_settled": e2e_settled,
+            "cpu_ms_per_order": cpu_per_order["total"],
+            "cpu_ms_per_order_by_component": cpu_per_order,
+            "cpu_ms_per_noop": cpu_per_noop,
             "settle_per_s": round(settle_rate, 1),
             "fanout": fanout,
-            "p99_fanout_ms": max(fanout["order_update"].get("p99_ms", 0), fanout["stock_update"].get("p99_ms", 0)),
+            "p99_fanout_ms": p99_fanout,
             "oversold": state.oversold, "lost": state.lost, "connections": connections, "seconds": seconds}
+
+
+def event_path(stack: Stack) -> dict[int, str]:
+    """The processes an order goes through, pid -> component: every server and service but the shops'."""
+    return {process.pid: process.service or name for name, process in stack.processes().items()
+            if process.service != "shop"}
+
+
+def worst(runs: list[dict]) -> dict:
+    """`--runs N`: the last run's figures, with each goal's figure replaced by the worst of the N runs."""
+    rate = runs[-1]["e2e_rate_per_s"]
+    keys = (f"p99_e2e_ms_at_{rate}", f"p99_fanout_ms_at_{rate}", "cpu_ms_per_order")
+    return {**runs[-1], **{key: max(run[key] or float("inf") for run in runs) for key in keys},
+            "runs": [{key: run[key] for key in (*keys, "cpu_ms_per_noop")} for run in runs]}
 
 
 def fresh(stack: Stack) -> None:

@@ -8,23 +8,33 @@ first fetches, caches) and is not counted, as in the fan-out benchmark.
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 
 import aiohttp
 
 
+@dataclass
+class EndToEnd:
+    latencies_ms: list[float]  # of the orders sent after the warm-up that reached a final state
+    accepted: int  # every 202, the warm-up's included: the orders the stack worked on
+
+
 async def measure(gateway_url: str, product_id: str, rate: float, seconds: float, warm_up_s: float = 1.0
-                  ) -> list[float]:
+                  ) -> EndToEnd:
     """Latencies in ms of every order that reached a final state within 30 s of the last send."""
     sent: dict[str, float] = {}
+    accepted = 0
     done: dict[str, float] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         async with session.ws_connect(gateway_url.replace("http", "ws") + "/ws") as socket:
             listener = asyncio.create_task(_listen(socket, done))
 
             async def buy(i: int):
+                nonlocal accepted
                 start = time.perf_counter()
                 async with session.post(f"{gateway_url}/api/orders", json={
                         "userId": f"e2e-{i}-{int(start * 1e6)}", "productId": product_id, "quantity": 1}) as r:
+                    accepted += r.status == 202
                     if r.status == 202 and i >= warm_up:
                         sent[(await r.json())["orderId"]] = start
 
@@ -35,10 +45,12 @@ async def measure(gateway_url: str, product_id: str, rate: float, seconds: float
                 tasks.append(asyncio.create_task(buy(i)))
             await asyncio.gather(*tasks)
             deadline = time.perf_counter() + 30
-            while set(sent) - set(done) and time.perf_counter() < deadline:
+            while set(sent) - set(done) and time.perf_counter() < deadline and not listener.done():
                 await asyncio.sleep(0.05)
+            if listener.done():
+                listener.result()  # the socket failed: say why, rather than report the orders as never final
             listener.cancel()
-    return [(done[o] - sent[o]) * 1000 for o in sent if o in done]
+    return EndToEnd([(done[o] - sent[o]) * 1000 for o in sent if o in done], accepted)
 
 
 async def _listen(socket, done: dict[str, float]) -> None:

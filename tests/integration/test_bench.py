@@ -7,17 +7,28 @@ import sys
 
 import pytest
 
+from flashsale.settings import Settings
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk); .ci/run installs it")
-@pytest.mark.timeout(600)
-def test_a_small_bench_measures_every_system_and_loses_nothing(tmp_path):
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None,
+                                reason="needs wrk (apt-get install wrk); .ci/run installs it")
+
+
+@pytest.fixture(scope="module")
+def small_bench(tmp_path_factory) -> tuple[dict, str]:
+    tmp_path = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "FLASHSALE_HOME": str(tmp_path / "home")}
     done = subprocess.run([sys.executable, "-m", "flashsale.cli", "bench", "--seconds", "2", "--connections", "100",
-                           "--browsers", "100", "--json", str(tmp_path / "bench.json")],
+                           "--browsers", "100", "--rate", "200", "--json", str(tmp_path / "bench.json")],
                           env=env, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == json.loads((tmp_path / "bench.json").read_text())
+    return result, done.stdout
+
+
+@pytest.mark.timeout(600)
+def test_a_small_bench_measures_every_system_and_loses_nothing(small_bench):
+    result, printed = small_bench
     assert set(result["accept_per_s"]) == {"ceiling", "event_driven", "locked", "naive"}
     assert all(rate > 0 for rate in result["accept_per_s"].values()), result["accept_per_s"]
     assert result["ratio_event_vs_locked"] == round(result["accept_per_s"]["event_driven"]
@@ -28,4 +39,22 @@ def test_a_small_bench_measures_every_system_and_loses_nothing(tmp_path):
     assert fanout["clients"] == 100
     assert fanout["order_update"]["received"] == fanout["published"]["order_update"] > 0, fanout
     assert fanout["stock_update"]["received"] > 0 and result["p99_fanout_ms"] > 0
-    assert "WebSocket fan-out to 100 browsers" in done.stdout
+    assert "WebSocket fan-out to 100 browsers" in printed
+
+
+def test_the_latency_goals_are_measured_at_the_offered_rate_on_the_broker_that_ran(small_bench):
+    result, _ = small_bench
+    assert result["broker"] == Settings().broker and result["e2e_rate_per_s"] == 200 and result["e2e_settled"]
+    assert result["p99_e2e_ms_at_200"] == result["p99_e2e_ms"] > 0
+    assert result["p99_fanout_ms_at_200"] == result["p99_fanout_ms"] > 0
+
+
+def test_cpu_per_order_counts_every_component_of_the_event_path_and_not_the_shop(small_bench):
+    result, printed = small_bench
+    cpu = result["cpu_ms_per_order_by_component"]
+    assert {"gateway", "inventory", "orders", "payments", "notifications", "psp", "kafka", "postgres",
+            "redis"} <= set(cpu) and "shop" not in cpu, cpu
+    assert all(ms >= 0 for ms in cpu.values()) and cpu["gateway"] > 0 and cpu["kafka"] > 0, cpu
+    assert cpu["total"] == result["cpu_ms_per_order"]
+    assert abs(sum(ms for name, ms in cpu.items() if name != "total") - cpu["total"]) < 0.01 * len(cpu), cpu
+    assert result["cpu_ms_per_noop"] > 0 and "CPU per order:" in printed
