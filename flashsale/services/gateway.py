@@ -22,7 +22,6 @@ from pydantic import BaseModel, Field, StringConstraints
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
 from flashsale.adapters.shared_read import SharedRead
-from flashsale.rules.reservation import SaleKeys
 from flashsale.sale import CURRENT, Sale, start_sale
 from flashsale.services.fanout import Fanout, Subscriber
 from flashsale.services.http import (ApiError, BodyLimit, OrderRequest, RateLimiter, admin_only, error_body,
@@ -47,8 +46,7 @@ async def lifespan(app: FastAPI):
     # A bounded pool that makes requests wait their turn, instead of failing, when 1,000 arrive at once.
     app.state.redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=64, timeout=5, socket_timeout=3))
-    script = app.state.redis.register_script(SALE_AND_STOCK)
-    app.state.sale_and_stock = SharedRead(lambda: script(keys=[CURRENT], args=[STOCK_KEY_OF_ANY_SALE]))
+    app.state.sale_and_stock = SharedRead(lambda: read_sale_and_stock(app.state.redis))
     background.watch("sale-and-stock read", app.state.sale_and_stock.start())
     app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
     await app.state.db.open(wait=False)
@@ -75,13 +73,17 @@ if settings.cors_origins:
 limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
 
-# The current sale and its stock in one round trip: the hot path of every POST.
-STOCK_KEY_OF_ANY_SALE = SaleKeys("%s").stock  # the script fills in the sale's id
-SALE_AND_STOCK = """
-local sale = redis.call('GET', KEYS[1])
-if not sale then return false end
-return {sale, redis.call('GET', string.format(ARGV[1], cjson.decode(sale).saleId)) or '0'}
-"""
+async def read_sale_and_stock(redis: aioredis.Redis) -> tuple[bytes, bytes] | None:
+    """The current sale and its stock: the hot path of every POST, one read shared by the requests waiting for it.
+
+    Two round trips, not one script: the sale pointer and the sale's `{sale:N}` keys live in different hash slots,
+    and in Redis Cluster a script may touch only keys of one slot, named in its KEYS (the stock key is made from the
+    sale's id, so the pair read is always consistent).
+    """
+    raw = await redis.get(CURRENT)
+    if raw is None:
+        return None
+    return raw, await redis.get(_parse_sale(raw).keys.stock) or b"0"
 
 
 async def current_sale(request: Request) -> tuple[Sale, int]:
