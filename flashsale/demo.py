@@ -11,10 +11,10 @@ says what goes wrong in the middle of every race: nothing, the provider, or the 
 import json
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 from rich.table import Table

@@ -12,7 +12,8 @@ One task does the reading, for as long as the server runs: the server holds it
 told so, and so is every later one, instead of waiting forever.
 """
 import asyncio
-from typing import Awaitable, Callable, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

@@ -79,7 +79,7 @@ async def swarm(url: str, bodies: list[dict], headers: list[dict] | None = None,
                 async with session.post(url, json=body, headers=header) as response:
                     status, text = response.status, await response.text()
                 payload = _json(text)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            except (TimeoutError, aiohttp.ClientError) as error:
                 code = (TIMEOUT if isinstance(error, asyncio.TimeoutError) else
                         REFUSED if isinstance(error, aiohttp.ClientConnectorError) else "CLIENT_ERROR")
                 payload, status = {"error": {"code": code, "message": str(error)}}, 0

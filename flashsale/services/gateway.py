@@ -25,8 +25,16 @@ from flashsale.adapters.shared_read import SharedRead
 from flashsale.rules.reservation import SaleKeys
 from flashsale.sale import CURRENT, Sale, start_sale
 from flashsale.services.fanout import Fanout, Subscriber
-from flashsale.services.http import (ApiError, BodyLimit, OrderRequest, RateLimiter, admin_only, error_body,
-                                    install_error_handlers, serve)
+from flashsale.services.http import (
+    ApiError,
+    BodyLimit,
+    OrderRequest,
+    RateLimiter,
+    admin_only,
+    error_body,
+    install_error_handlers,
+    serve,
+)
 from flashsale.services.supervisor import Supervisor
 from flashsale.settings import Settings
 
@@ -120,7 +128,7 @@ async def place_order(order: OrderRequest, request: Request,
         # event. Our timeout is only a safety net, and longer, so that a busy event loop cannot answer 503 for
         # an event the broker did take (an order the buyer was told to place again).
         await request.app.state.publisher.send(created.topic, order_id, created.to_json(), timeout=10)
-    except (kafka.KafkaException, BufferError, asyncio.TimeoutError):
+    except (TimeoutError, kafka.KafkaException, BufferError):
         raise ApiError(503, "BROKER_UNAVAILABLE", "Cannot take orders right now; retry.", {"Retry-After": "2"})
     return {"orderId": order_id, "status": "PENDING", "estimatedProcessingTime": 100,
             "message": "Order received. Watch /ws or GET /api/orders/{orderId} for the outcome."}

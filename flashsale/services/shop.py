@@ -20,8 +20,7 @@ import psycopg_pool
 from fastapi import FastAPI, Request
 
 from flashsale.adapters import psp
-from flashsale.services.http import OrderRequest
-from flashsale.services.http import ApiError, BodyLimit, install_error_handlers, serve
+from flashsale.services.http import ApiError, BodyLimit, OrderRequest, install_error_handlers, serve
 from flashsale.settings import Settings
 
 settings = Settings()

@@ -19,8 +19,7 @@ from flashsale.sale import Sale, current_sale, reconcile, sale_counts, start_sal
 from flashsale.settings import DEFAULT_ADMIN_TOKEN, Settings
 from flashsale.stack import components, embedded, state as table
 from flashsale.stack.components import CONSUMERS, HTTP_SERVICES, INFRA, SERVICES, Launch
-from flashsale.stack.processes import (StackError, alive, family, require_free, signal_all, spawn, stop, tail,
-                                       wait_until)
+from flashsale.stack.processes import StackError, alive, family, require_free, signal_all, spawn, stop, tail, wait_until
 from flashsale.stack.state import Process, State
 
 HEARTBEAT_FRESH_S = 5

@@ -1,7 +1,6 @@
 """The `flashsale` command as a user meets it, against the session's stack and against stacks of its own."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from lab_processes import clean_up, ledger, survivors
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lab_processes import clean_up, ledger, survivors
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,12 +12,11 @@ services do (`kafka.member`, `kafka.ownership`): a group member on Apache Kafka,
 owner of every partition on tansu.
 """
 import threading
-import time
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres
 from flashsale.lab.checks import invariants, settle
-from flashsale.lab.exercises import Wrong, expect, passed, run_id, short
+from flashsale.lab.exercises import Wrong, expect, passed, run_id
 from flashsale.lab.load import run_buyers
 from flashsale.stack.control import Stack
 
