@@ -138,7 +138,7 @@ def sold_chart() -> SVG:
     sold = [run["scenarios"]["normal"]["systems"][name]["sold"] for name in SYSTEMS]
     top, width = max(sold + [run["stock"]]), 700
     bars = []
-    for i, (name, n) in enumerate(zip(SYSTEMS, sold)):
+    for i, (name, n) in enumerate(zip(SYSTEMS, sold, strict=True)):
         y, w = 20 + i * 72, max(4, n / top * width)
         color = "#c0392b" if n > run["stock"] else "#1e8449"
         bars.append(f'<text x="250" y="{y + 36}" text-anchor="end" font-size="24">{name}</text>'

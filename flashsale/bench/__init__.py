@@ -28,7 +28,7 @@ from flashsale.lab.checks import invariants, settle
 from flashsale.lab.load import run_buyers
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
-from flashsale.stack.processes import alive, free_port, spawn, stop, wait_until
+from flashsale.stack.processes import free_port, spawn, stop, wait_until
 
 UNLIMITED = 10**9
 
@@ -44,7 +44,7 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         stack.up(stock=UNLIMITED)
         noop, noop_url = start_noop(stack)
         steps.update()
-        product, result = settings.product_id, {}
+        product = settings.product_id
         ceiling = wrk(noop_url, "/noop", product, connections, seconds)
         steps.update()
         stack.reset(UNLIMITED, UNLIMITED)

@@ -61,8 +61,8 @@ class Invariants:
 def unsettled(settings: Settings, order_ids: list[str]) -> int:
     """How many of these orders are not yet CONFIRMED or CANCELLED."""
     with postgres.connect(settings.database_url) as pg:
-        done = pg.execute("SELECT count(*) FROM orders WHERE order_id = ANY(%s) AND status IN ('CONFIRMED', 'CANCELLED')",
-                          (list(order_ids),)).fetchone()[0]
+        done = postgres.scalar(pg, "SELECT count(*) FROM orders WHERE order_id = ANY(%s) "
+                                   "AND status IN ('CONFIRMED', 'CANCELLED')", (list(order_ids),))
     return len(set(order_ids)) - done
 
 
@@ -85,13 +85,13 @@ def invariants(settings: Settings, sale_id: int, accepted_ids: list[str] = ()) -
     with postgres.connect(settings.database_url) as pg:
         counts = dict(pg.execute("SELECT status, count(*) FROM orders WHERE sale_id = %s GROUP BY status",
                                  (sale_id,)).fetchall())
-        units = pg.execute("SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s AND status = 'CONFIRMED'",
-                           (sale_id,)).fetchone()[0]
-        over_limit = pg.execute("SELECT count(*) FROM (SELECT user_id FROM orders WHERE sale_id = %s AND "
-                                "status = 'CONFIRMED' GROUP BY user_id HAVING sum(quantity) > %s) o",
-                                (sale_id, sale.perUserLimit)).fetchone()[0]
-        final = pg.execute("SELECT count(*) FROM orders WHERE order_id = ANY(%s) AND status IN ('CONFIRMED', 'CANCELLED')",
-                           (list(set(accepted_ids)),)).fetchone()[0]
+        units = postgres.scalar(pg, "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s "
+                                    "AND status = 'CONFIRMED'", (sale_id,))
+        over_limit = postgres.scalar(pg, "SELECT count(*) FROM (SELECT user_id FROM orders WHERE sale_id = %s AND "
+                                         "status = 'CONFIRMED' GROUP BY user_id HAVING sum(quantity) > %s) o",
+                                     (sale_id, sale.perUserLimit))
+        final = postgres.scalar(pg, "SELECT count(*) FROM orders WHERE order_id = ANY(%s) "
+                                    "AND status IN ('CONFIRMED', 'CANCELLED')", (list(set(accepted_ids)),))
         payments = pg.execute(PAYMENTS, (sale_id,)).fetchall()
     paid = {order: charges for order, _, _, charges in payments}
     unpaid_ones = [order for order, status, reason, _ in payments if reason == PAYMENT_FAILED_REASON]

@@ -98,7 +98,7 @@ class Dashboard:
             await asyncio.sleep(REDRAW_S)
 
     def _draw(self, snap: dict) -> None:
-        seconds, stock = zip(*snap["stock"]) if snap["stock"] else ((), ())
+        seconds, stock = zip(*snap["stock"], strict=True) if snap["stock"] else ((), ())
         lag = snap["lag"]
         with self.fig.batch_update():
             self.fig.data[0].x, self.fig.data[0].y = seconds, stock

@@ -88,7 +88,7 @@ async def swarm(url: str, bodies: list[dict], headers: list[dict] | None = None,
             done = time.perf_counter()
             return Buyer(body.get("userId", ""), status, (done - sent) * 1000, sent - start, payload or {})
 
-        return await asyncio.gather(*(one(b, h) for b, h in zip(bodies, headers or [{}] * len(bodies))))
+        return await asyncio.gather(*(one(b, h) for b, h in zip(bodies, headers or [{}] * len(bodies), strict=True)))
 
 
 def _json(text: str) -> dict:

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -148,7 +149,7 @@ def pauses(bootstrap: str, protocols=("consumer", "classic")) -> pd.DataFrame:
 def _longest(arrivals: list[tuple[float, int]], start: float, end: float, partition: int | None = None) -> float:
     """The longest time between consecutive new messages (of `partition`, or of any) from `start` to `end`."""
     times = [start, *(t for t, p in arrivals if start < t < end and partition in (None, p)), end]
-    return round(max(b - a for a, b in zip(times, times[1:])), 2)
+    return round(max(b - a for a, b in pairwise(times)), 2)
 
 
 def remapped_keys(bootstrap: str, keys: int = 100, before: int = PARTITIONS,

@@ -55,7 +55,8 @@ def frame(messages: list[Message]) -> pd.DataFrame:
         data = body.get("data") or {}  # a notification carries its facts in `data`
         rows.append({"time": pd.Timestamp(m.timestamp()[1], unit="ms", tz="UTC"), "topic": m.topic(),
                      "partition": m.partition(), "offset": m.offset(), "type": body.get("type"),
-                     "orderId": body.get("orderId") or data.get("orderId"), "userId": body.get("userId") or data.get("userId"),
+                     "orderId": body.get("orderId") or data.get("orderId"),
+                     "userId": body.get("userId") or data.get("userId"),
                      "status": data.get("status"), "reason": body.get("reason") or data.get("reason"),
                      "availableStock": body.get("availableStock", data.get("availableStock")),
                      "saleId": body.get("saleId")})

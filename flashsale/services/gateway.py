@@ -128,8 +128,9 @@ async def place_order(order: OrderRequest, request: Request,
         # event. Our timeout is only a safety net, and longer, so that a busy event loop cannot answer 503 for
         # an event the broker did take (an order the buyer was told to place again).
         await request.app.state.publisher.send(created.topic, order_id, created.to_json(), timeout=10)
-    except (TimeoutError, kafka.KafkaException, BufferError):
-        raise ApiError(503, "BROKER_UNAVAILABLE", "Cannot take orders right now; retry.", {"Retry-After": "2"})
+    except (TimeoutError, kafka.KafkaException, BufferError) as error:
+        raise ApiError(503, "BROKER_UNAVAILABLE", "Cannot take orders right now; retry.",
+                       {"Retry-After": "2"}) from error
     return {"orderId": order_id, "status": "PENDING", "estimatedProcessingTime": 100,
             "message": "Order received. Watch /ws or GET /api/orders/{orderId} for the outcome."}
 
@@ -143,7 +144,7 @@ async def get_order(order_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-
     if row is None:
         raise ApiError(404, "ORDER_NOT_FOUND", "No such order (yet): the order service records it shortly.")
     keys = ("orderId", "userId", "productId", "quantity", "status", "reason", "createdAt", "updatedAt")
-    return dict(zip(keys, row))
+    return dict(zip(keys, row, strict=True))
 
 
 @app.get("/api/products/{product_id}")
@@ -168,7 +169,7 @@ def reset(body: Annotated[ResetRequest | None, Body()] = None):
 async def healthz(request: Request):
     """200 when Redis, PostgreSQL and Kafka answer and every background task runs; else 503, saying what is wrong."""
     checks = {"redis": request.app.state.redis.ping(), "postgres": _pg_ok(request), "kafka": _kafka_ok(request)}
-    results = dict(zip(checks, await asyncio.gather(*checks.values(), return_exceptions=True)))
+    results = dict(zip(checks, await asyncio.gather(*checks.values(), return_exceptions=True), strict=True))
     healthy = {name: result is True for name, result in results.items()}
     problems = [f"{name} does not answer ({type(result).__name__})" for name, result in results.items()
                 if result is not True] + request.app.state.background.problems()

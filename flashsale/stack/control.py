@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
@@ -90,7 +91,8 @@ class Stack:
             for service in HTTP_SERVICES:  # refuse early, before starting anything, if a fixed port is taken
                 if not alive(state.processes.get(service, Process(pid=0, url="")).pid):
                     require_free(self._port(service), service)
-            state.public, state.durable, state.broker = self.settings.public, self.settings.durable, self.settings.broker
+            state.public, state.durable, state.broker = (self.settings.public, self.settings.durable,
+                                                         self.settings.broker)
             self.save(state)
             broker_was_down = not alive(self._pid("kafka"))
             clients = self._stop_clients() if broker_was_down and self._forgetful_broker else set()
@@ -177,7 +179,7 @@ class Stack:
     def _wait_healthy(self, services, timeout: float) -> None:
         for name, info in self.load().processes.items():
             if info.service in services:
-                wait_until(lambda: self._healthy(name, info, quiet=False), timeout,
+                wait_until(partial(self._healthy, name, info, quiet=False), timeout,
                            f"{name} did not become healthy", self.log_path(name), info.pid)
 
     # --- health and status ----------------------------------------------------------------
@@ -230,7 +232,7 @@ class Stack:
                                   "healthy": self._healthy(name, info)}
         for name in SERVICES:
             services.setdefault(name, {"pid": None, "url": "", "healthy": False})
-        for service, count in state.scale.items():
+        for service in state.scale:
             services[service]["instances"] = [{"name": n, "pid": services[n]["pid"], "healthy": services[n]["healthy"]}
                                               for n in state.instances(service)]
         return {"infra": infra, "services": services, "sale": self.sale() if infra["postgres"]["healthy"]

@@ -1,4 +1,5 @@
 """Child processes of the stack: spawn detached, check, stop, wait, read their logs."""
+import contextlib
 import os
 import signal
 import socket
@@ -46,10 +47,8 @@ def alive(pid: int | None) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect our own dead children so they do not linger as zombies."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def family(pid: int) -> list[int]:
@@ -64,10 +63,8 @@ def family(pid: int) -> list[int]:
 
 def signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it has exited meanwhile
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass  # it has exited meanwhile
 
 
 def stop(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
