@@ -4,7 +4,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import httpx
 import typer
@@ -33,7 +33,7 @@ def stack_or_fail(**overrides) -> Stack:
         fail(StackError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())))
 
 
-def fail(error: Exception) -> None:
+def fail(error: Exception) -> NoReturn:
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(1)
 

@@ -1,10 +1,10 @@
 """PostgreSQL: the schema, and connections. The orders table is the read model of the sale; the charges table
 is the payment provider's own."""
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import psycopg_pool
-from psycopg.abc import Params, Query
+from psycopg.abc import Params
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sales (
@@ -73,7 +73,7 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True, connect_timeout=5, **kwargs)
 
 
-def scalar(conn: psycopg.Connection, query: Query, params: Params | None = None) -> Any:
+def scalar(conn: psycopg.Connection, query: LiteralString, params: Params | None = None) -> Any:
     """The one value of a query that always returns one row, such as `SELECT count(*) ...`."""
     row = conn.execute(query, params).fetchone()
     if row is None:

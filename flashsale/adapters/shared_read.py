@@ -50,6 +50,7 @@ class SharedRead(Generic[T]):
                 await self._asked.wait()
                 self._asked.clear()
                 answer, self._next = self._next, None
+                assert answer is not None  # read() sets _asked only once it has made the future
                 try:
                     answer.set_result(await self.read())
                 except Exception as error:

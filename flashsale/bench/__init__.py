@@ -67,7 +67,7 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         steps.update()
         sale = stack.reset(100, 1)
         race = run_buyers("gateway", settings.gateway_url, 1000, product, progress=False)
-        accepted = [b.order_id for b in race.accepted]
+        accepted = race.order_ids
         settle(stack.wired(), accepted, timeout=120)
         state = invariants(stack.wired(), sale.saleId, accepted)
         steps.update()
@@ -121,7 +121,7 @@ def wait_settled(stack: Stack, accepted: int, timeout: float = 300) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sale = stack.sale()
-        if sale["confirmed"] + sale["cancelled"] >= accepted:
+        if sale and sale["confirmed"] + sale["cancelled"] >= accepted:
             return True
         time.sleep(0.2)
     return False

@@ -45,6 +45,11 @@ class Race:
         return [b for b in self.buyers if b.status in (201, 202)]
 
     @property
+    def order_ids(self) -> list[str]:
+        """The orders the accepted buyers were given (every 201 and 202 names its order)."""
+        return [b.body["orderId"] for b in self.accepted]
+
+    @property
     def accepted_per_s(self) -> float:
         return len(self.accepted) / self.wall_s if self.wall_s else 0.0
 

@@ -84,7 +84,7 @@ limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
 
 # The current sale and its stock in one round trip: the hot path of every POST.
-STOCK_KEY_OF_ANY_SALE = SaleKeys("%s").stock  # the script fills in the sale's id
+STOCK_KEY_OF_ANY_SALE = SaleKeys("%s").stock  # type: ignore[arg-type]  # a template: the script fills in the id
 SALE_AND_STOCK = """
 local sale = redis.call('GET', KEYS[1])
 if not sale then return false end

@@ -21,8 +21,8 @@ from flashsale.settings import Settings
 def handle(redis, batch: list[ev.Event]) -> list[ev.Event]:
     out = []
     mine = sorted((e for e in batch if e.type in (ev.ORDER_SAVED, ev.PAYMENT_FAILED)), key=lambda e: e.saleId)
-    for sale_id, events in groupby(mine, key=lambda e: e.saleId):
-        events = list(events)
+    for sale_id, group in groupby(mine, key=lambda e: e.saleId):
+        events = list(group)
         saved = [e for e in events if e.type == ev.ORDER_SAVED]
         failed = [e for e in events if e.type == ev.PAYMENT_FAILED]
         sale = sale_by_id(redis, sale_id)

@@ -37,7 +37,7 @@ class Stack:
         if public or self.settings.public or running.public:
             self.settings = self._public(self.settings)
         # `up --durable` and `up --broker kafka` hold for every later command (kill, restart), until `down`
-        kept = {"durable": True} if running.durable else {}
+        kept: dict[str, object] = {"durable": True} if running.durable else {}
         if running.broker and running.processes:
             kept["broker"] = running.broker
         self.settings = self.settings.model_copy(update=kept)
@@ -170,7 +170,10 @@ class Stack:
         return f"http://127.0.0.1:{self._port(service)}"
 
     def _port(self, service: str) -> int:
-        return getattr(self.settings, SERVICES[service].port_setting)
+        setting = SERVICES[service].port_setting
+        if setting is None:
+            raise StackError(f"{service} is a consumer: it has no port")
+        return getattr(self.settings, setting)
 
     def _pid(self, name: str) -> int | None:
         process = self.load().processes.get(name)
@@ -225,7 +228,7 @@ class Stack:
                            "url": infra_urls.get(name) or (info.url if info else ""),
                            "healthy": self._healthy(name, info)}
         infra["kafka"]["broker"] = settings.broker if settings.infra == "embedded" else "kafka"
-        services = {}
+        services: dict[str, dict[str, object]] = {}
         for name, info in state.processes.items():
             if info.service:
                 services[name] = {"pid": info.pid if alive(info.pid) else None, "url": info.url,
@@ -333,7 +336,7 @@ class Stack:
         running = [info for info in self.load().processes.values() if info.service and alive(info.pid)]
         for info in running:
             stop(info.pid, info.signal)
-        return {info.service for info in running}
+        return {info.service for info in running if info.service}
 
     def _start_clients(self, services: set[str], timeout: float) -> None:
         for service in services:

@@ -69,7 +69,7 @@ def signal_all(pids: list[int], sig: int) -> None:
 
 def stop(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
     """Send `sig` to the process and its group; SIGKILL whatever is left after `timeout`."""
-    if not alive(pid):
+    if pid is None or not alive(pid):
         return
     try:
         os.killpg(pid, sig)

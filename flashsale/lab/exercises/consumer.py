@@ -35,7 +35,7 @@ def check(stack: Stack, handle, buyers: int = 1000, stock: int = 100, crash_ever
     try:
         race = run_buyers("gateway", settings.gateway_url, buyers, settings.product_id, progress=False,
                           users=[f"buyer-{i:05d}" for i in range(buyers)])
-        accepted = [b.order_id for b in race.accepted]
+        accepted = race.order_ids
         settled = settle(settings, accepted, timeout=60)
     finally:
         service.stop()
@@ -127,7 +127,8 @@ class OrderService(threading.Thread):
     def __init__(self, settings, handle, crash_every: int):
         super().__init__(daemon=True, name="exercise-orders")
         self.settings, self.handle, self.crash_every = settings, handle, crash_every
-        self.running, self.error, self.redelivered = True, None, 0
+        self.running, self.redelivered = True, 0
+        self.error: Exception | None = None
 
     def run(self) -> None:
         producer = kafka.reliable_producer(self.settings.kafka_bootstrap_servers)

@@ -34,7 +34,9 @@ def reference(events: list[ev.Event], sale_id: int) -> dict[str, int]:
 
 
 def check(stack: Stack, sales_per_second) -> None:
-    settings, sale_id = stack.wired(), stack.sale()["saleId"]
+    settings, sale = stack.wired(), stack.sale()
+    assert sale is not None, "no sale: start one with stack.reset()"
+    sale_id = sale["saleId"]
     with postgres.connect(settings.database_url) as pg:
         sold = postgres.scalar(pg, "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s "
                                    "AND status = 'CONFIRMED'", (sale_id,))
