@@ -4,7 +4,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, NoReturn, Optional
 
 import httpx
 import typer
@@ -37,7 +37,7 @@ def invalid(error: ValidationError) -> StackError:
     return StackError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
 
 
-def fail(error: Exception) -> None:
+def fail(error: Exception) -> NoReturn:
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(1)
 
@@ -214,7 +214,8 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
     from flashsale.bench import run_bench, worst
 
     try:
-        settings = Settings(**({"broker": broker} if broker else {}))
+        chosen: dict[str, Any] = {"broker": broker} if broker else {}
+        settings = Settings(**chosen)
     except ValidationError as error:
         fail(invalid(error))
     try:

@@ -11,10 +11,10 @@ says what goes wrong in the middle of every race: nothing, the provider, or the 
 import json
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -58,14 +58,15 @@ SCENARIOS = {
 @contextmanager
 def during(stack: Stack, scenario: Scenario):
     """The scenario's fault, `at_s` into what the block runs; the block ends once the fault is over too."""
-    if scenario.fault is None:
+    cause = scenario.fault
+    if cause is None:
         yield
         return
     failures: list[Exception] = []
 
     def inject() -> None:
         try:
-            scenario.fault(stack)
+            cause(stack)
         except Exception as error:  # handed to the race's thread below, not lost in this one
             failures.append(error)
 
@@ -108,7 +109,7 @@ def race_events(stack: Stack, buyers: int, stock: int, scenario: Scenario = SCEN
     sale = stack.reset(stock=stock)
     with during(stack, scenario):
         race = run_buyers("gateway", settings.gateway_url, buyers, settings.product_id, progress=progress)
-        accepted = [b.order_id for b in race.accepted]
+        accepted = race.order_ids
         settled = settle(settings, accepted, timeout=120)
     state = invariants(settings, sale.saleId, accepted)
     return Outcome(race, state.confirmedUnits, state.oversold, None if settled is None else race.wall_s + settled,

@@ -3,8 +3,8 @@
 Events are past-tense records, JSON on the wire, keyed by orderId so that all
 events of one order land on one partition, in order.
 """
-from datetime import datetime, timezone
-from typing import Annotated, ClassVar, Optional
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar
 from uuid import uuid4
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -45,7 +45,7 @@ def topic_of(event_type: str) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # What the tables can hold: text without control characters (PostgreSQL refuses a NUL), numbers that fit an
@@ -66,8 +66,8 @@ class Event(BaseModel):
     productId: Text
     quantity: Int32
     saleId: Int32
-    reason: Optional[Text] = None  # on inventory.insufficient, payment.failed and order.cancelled
-    availableStock: Optional[int] = None  # on inventory.* : stock left after the decision
+    reason: Text | None = None  # on inventory.insufficient, payment.failed and order.cancelled
+    availableStock: int | None = None  # on inventory.* : stock left after the decision
 
     @property
     def topic(self) -> str:

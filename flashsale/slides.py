@@ -10,7 +10,7 @@ import json
 import os
 import platform
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def measure(stack, buyers: int = 1000, stock: int = 100, path: Path = RUN) -> di
     for scenario in SCENARIOS:
         outcomes = {system: demo.race(stack, system, buyers, stock, scenario) for system in SYSTEMS}
         scenarios[scenario] = demo.figures(outcomes, buyers, stock, scenario)
-    record = {"measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record = {"measured": datetime.now(UTC).isoformat(timespec="seconds"),
               "command": "flashsale slides --measure (the races of `flashsale demo --scenario S`, each scenario)",
               "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, embedded stack",
               "buyers": buyers, "stock": stock, "paymentDelayMs": stack.settings.payment_delay_ms,
@@ -138,7 +138,7 @@ def sold_chart() -> SVG:
     sold = [run["scenarios"]["normal"]["systems"][name]["sold"] for name in SYSTEMS]
     top, width = max(sold + [run["stock"]]), 700
     bars = []
-    for i, (name, n) in enumerate(zip(SYSTEMS, sold)):
+    for i, (name, n) in enumerate(zip(SYSTEMS, sold, strict=True)):
         y, w = 20 + i * 72, max(4, n / top * width)
         color = "#c0392b" if n > run["stock"] else "#1e8449"
         bars.append(f'<text x="250" y="{y + 36}" text-anchor="end" font-size="24">{name}</text>'

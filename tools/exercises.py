@@ -88,7 +88,7 @@ def main(check: bool) -> int:
     titles = [lessons.title(nb) for nb in notebooks]
     wanted: dict[Path, str] = {}
     errors = []
-    for i, (path, nb) in enumerate(zip(paths, notebooks)):
+    for i, (path, nb) in enumerate(zip(paths, notebooks, strict=True)):
         errors += problems(nb, path)
         solution = tidy_solution(nb, i, paths, titles, notebooks, path.name)
         wanted[path] = nbformat.writes(solution, version=4) + "\n"

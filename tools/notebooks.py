@@ -39,8 +39,8 @@ def nav_cell(paths: list[Path], titles: list[str], i: int, where: str):
 
 
 def contents_cell(paths: list[Path], notebooks: list) -> object:
-    rows = [f"| [{title(nb)}]({path.name}) | {nb.metadata['flashsale']['goal']} | {nb.metadata['flashsale']['minutes']} |"
-            for path, nb in zip(paths, notebooks)]
+    rows = [f"| [{title(nb)}]({path.name}) | {nb.metadata['flashsale']['goal']} "
+            f"| {nb.metadata['flashsale']['minutes']} |" for path, nb in zip(paths, notebooks, strict=True)]
     total = sum(nb.metadata["flashsale"]["minutes"] for nb in notebooks)
     text = "\n".join(["## Contents", "", "| notebook | goal | minutes |", "| --- | --- | --- |", *rows,
                       f"| | the whole lab | {total} |"])
@@ -88,7 +88,7 @@ def main(check: bool) -> int:
     notebooks = [nbformat.read(path, as_version=4) for path in paths]
     titles = [title(nb) for nb in notebooks]
     stale, errors = [], []
-    for i, (path, nb) in enumerate(zip(paths, notebooks)):
+    for i, (path, nb) in enumerate(zip(paths, notebooks, strict=True)):
         text = nbformat.writes(tidy(nb, i, paths, titles, notebooks), version=4) + "\n"
         errors += problems(nb, path)
         if path.read_text() != text:

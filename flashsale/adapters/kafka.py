@@ -49,7 +49,7 @@ ON_S3_CONSUMER = {**FAST_CONSUMER, "fetch.wait.max.ms": 100}
 # members (order.events + payment.events) got order.events 0 and 1, order.events 2, and none of it. The broker's
 # `range` shares out each topic on its own, sticky too: one partition of each topic per member, the same number in
 # both (the same orderIds), and a 4th member sits idle (measured).
-GROUP_MEMBER = {
+GROUP_MEMBER: dict[str, dict[str, str | int]] = {
     "consumer": {"group.protocol": "consumer", "group.remote.assignor": "range"},
     # Classic: `range` too, for the same reason (cooperative-sticky balanced 6 partitions of two topics as
     # payment.events 1+2 / order.events 0+2 / order.events 1 + payment.events 0, measured). It is eager: every
@@ -113,7 +113,7 @@ def publish(producer: Producer, events: Iterable[Event | Notification], timeout:
     failures = []
     for event in events:
         producer.produce(event.topic, event.to_json(), key=event.key,
-                         on_delivery=lambda err, msg: err and failures.append(err))
+                         on_delivery=lambda err, msg: failures.extend([err] if err else []))
     if producer.flush(timeout) or failures:
         raise KafkaException(failures[0] if failures else "flush timed out")
 
@@ -331,14 +331,15 @@ def unread(bootstrap: str, group: str, topics: Iterable[str], partitions: int, o
     reader = consumer(bootstrap, group, on_s3, **{"enable.partition.eof": True})
     try:
         assign_from_committed(reader, [TopicPartition(t, p) for t in topics for p in range(partitions)])
-        count, at_end, deadline = 0, set(), time.monotonic() + timeout
+        count, deadline = 0, time.monotonic() + timeout
+        at_end: set[tuple] = set()  # (topic, partition) of each that said "end"
         while len(at_end) < len(reader.assignment()):  # every partition has said "end" at least once
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {list(topics)} to the end in {timeout} s")
             for message in reader.consume(1000, timeout=0.2):
-                if message.error() is None:
+                if (error := message.error()) is None:
                     count += 1
-                elif message.error().code() == KafkaError._PARTITION_EOF:
+                elif error.code() == KafkaError._PARTITION_EOF:
                     at_end.add((message.topic(), message.partition()))
         return count
     finally:
@@ -367,7 +368,7 @@ def heartbeat_file(home: Path, group: str, instance: int) -> Path:
 
 
 def run_consumer(settings: Settings, group: str, topics: list[str],
-                 handle: Callable[[list[Event]], list[Event | Notification]], batch_size: int = 500) -> None:
+                 handle: Callable[[list[Event]], Iterable[Event | Notification]], batch_size: int = 500) -> None:
     """Consume, handle a batch, publish what it produced, then commit. Forever, until SIGTERM."""
     stop = StopFlag()
     membership = Membership()

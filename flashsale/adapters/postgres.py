@@ -1,7 +1,10 @@
 """PostgreSQL: the schema, and connections. The orders table is the read model of the sale; the charges table
 is the payment provider's own."""
+from typing import Any, LiteralString
+
 import psycopg
 import psycopg_pool
+from psycopg.abc import Params
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sales (
@@ -68,6 +71,14 @@ END $$;
 
 def connect(url: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True, connect_timeout=5, **kwargs)
+
+
+def scalar(conn: psycopg.Connection, query: LiteralString, params: Params | None = None) -> Any:
+    """The one value of a query that always returns one row, such as `SELECT count(*) ...`."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError(f"no row from {query!r}")
+    return row[0]
 
 
 def pool(url: str, size: int) -> psycopg_pool.ConnectionPool:

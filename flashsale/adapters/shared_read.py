@@ -12,7 +12,8 @@ One task does the reading, for as long as the server runs: the server holds it
 told so, and so is every later one, instead of waiting forever.
 """
 import asyncio
-from typing import Awaitable, Callable, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -49,6 +50,7 @@ class SharedRead(Generic[T]):
                 await self._asked.wait()
                 self._asked.clear()
                 answer, self._next = self._next, None
+                assert answer is not None  # read() sets _asked only once it has made the future
                 try:
                     answer.set_result(await self.read())
                 except Exception as error:

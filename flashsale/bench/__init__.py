@@ -34,7 +34,7 @@ from flashsale.lab.checks import invariants, settle
 from flashsale.lab.load import run_buyers
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
-from flashsale.stack.processes import alive, free_port, spawn, stop, wait_until
+from flashsale.stack.processes import free_port, spawn, stop, wait_until
 
 UNLIMITED = 10**9
 
@@ -51,7 +51,7 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         stack.up(stock=UNLIMITED)
         noop, noop_url = start_noop(stack)
         steps.update()
-        product, result = settings.product_id, {}
+        product = settings.product_id
         noop_cpu = Meter({noop: "noop"}).start()
         ceiling = wrk(noop_url, "/noop", product, connections, seconds)
         cpu_per_noop = per_unit_ms(noop_cpu.stop(), ceiling.requests)["total"]
@@ -78,7 +78,7 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         steps.update()
         sale = stack.reset(100, 1)
         race = run_buyers("gateway", settings.gateway_url, 1000, product, progress=False)
-        accepted = [b.order_id for b in race.accepted]
+        accepted = race.order_ids
         settle(stack.wired(), accepted, timeout=120)
         state = invariants(stack.wired(), sale.saleId, accepted)
         steps.update()
@@ -154,7 +154,7 @@ def wait_settled(stack: Stack, accepted: int, timeout: float = 300) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sale = stack.sale()
-        if sale["confirmed"] + sale["cancelled"] >= accepted:
+        if sale and sale["confirmed"] + sale["cancelled"] >= accepted:
             return True
         time.sleep(0.2)
     return False

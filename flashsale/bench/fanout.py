@@ -21,6 +21,11 @@ from flashsale.adapters import kafka
 from flashsale.bench.stats import summary
 
 
+def _read(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None  # stdout=PIPE
+    return process.stdout.read()
+
+
 def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: int, orders_per_s: float,
                    seconds: float, stock_every_s: float = 0.01, processes: int = 2) -> dict:
     ws_url = gateway_url.replace("http", "ws", 1) + "/ws"
@@ -30,13 +35,15 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
                                  text=True) for first in range(0, clients, share)]
     try:
         for process in browsers:
+            assert process.stdout is not None  # stdout=PIPE
             if process.stdout.readline().strip() != "ready":
                 raise RuntimeError("the browsers did not connect")
         published = publish_at_rate(bootstrap, product_id, clients, orders_per_s, seconds, stock_every_s)
         time.sleep(2)  # the last messages are on their way
         for process in browsers:
+            assert process.stdin is not None  # stdin=PIPE
             process.stdin.close()  # they stop and print what they measured
-        reports = [json.loads(process.stdout.read().strip().splitlines()[-1]) for process in browsers]
+        reports = [json.loads(_read(process).strip().splitlines()[-1]) for process in browsers]
     finally:
         for process in browsers:
             if process.poll() is None:
@@ -48,7 +55,8 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
 
 def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s: float, seconds: float,
                     stock_every_s: float, warm_up_s: float = 1.0) -> dict:
-    producer = kafka.reliable_producer(bootstrap, **{"linger.ms": 5})  # batches as the gateway's producer does
+    # batches as the gateway's producer does
+    producer = kafka.reliable_producer(bootstrap, on_s3=False, **{"linger.ms": 5})
     producer.produce(ev.NOTIFICATION_EVENTS, b"{}", key="warm-up")  # connected, with a producer id, before the clock
     producer.flush(10)
     counts = {"order_update": 0, "stock_update": 0}

@@ -43,10 +43,17 @@ def wrk(base_url: str, path: str, product_id: str, connections: int, seconds: in
     socket_errors = re.search(r"Socket errors: (.*)", out)
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + \
         (sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0)
-    return WrkResult(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), _ms(out, "50%"), _ms(out, "99%"),
-                     int(re.search(r"(\d+) requests in", out).group(1)), errors)
+    return WrkResult(float(_find(r"Requests/sec:\s+([\d.]+)", out).group(1)), _ms(out, "50%"), _ms(out, "99%"),
+                     int(_find(r"(\d+) requests in", out).group(1)), errors)
+
+
+def _find(pattern: str, out: str) -> re.Match[str]:
+    found = re.search(pattern, out)
+    if found is None:
+        raise RuntimeError(f"wrk's report has no {pattern!r}:\n{out}")
+    return found
 
 
 def _ms(out: str, percentile: str) -> float:
-    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", out).groups()
+    value, unit = _find(rf"{percentile}\s+([\d.]+)(us|ms|s)", out).groups()
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]

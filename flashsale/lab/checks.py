@@ -1,5 +1,6 @@
 """The contract's invariants, checked against the real servers after a race, a fault or a replay."""
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import psycopg
@@ -61,8 +62,8 @@ class Invariants:
 def unsettled(settings: Settings, order_ids: list[str]) -> int:
     """How many of these orders are not yet CONFIRMED or CANCELLED."""
     with postgres.connect(settings.database_url) as pg:
-        done = pg.execute("SELECT count(*) FROM orders WHERE order_id = ANY(%s) AND status IN ('CONFIRMED', 'CANCELLED')",
-                          (list(order_ids),)).fetchone()[0]
+        done = postgres.scalar(pg, "SELECT count(*) FROM orders WHERE order_id = ANY(%s) "
+                                   "AND status IN ('CONFIRMED', 'CANCELLED')", (list(order_ids),))
     return len(set(order_ids)) - done
 
 
@@ -79,19 +80,21 @@ def settle(settings: Settings, order_ids: list[str], timeout: float = 60) -> flo
     return None
 
 
-def invariants(settings: Settings, sale_id: int, accepted_ids: list[str] = ()) -> Invariants:
+def invariants(settings: Settings, sale_id: int, accepted_ids: Sequence[str] = ()) -> Invariants:
     redis = redis_adapter.connect(settings.redis_url)
     sale = sale_by_id(redis, sale_id)
+    if sale is None:
+        raise LookupError(f"no sale {sale_id} in Redis")
     with postgres.connect(settings.database_url) as pg:
-        counts = dict(pg.execute("SELECT status, count(*) FROM orders WHERE sale_id = %s GROUP BY status",
-                                 (sale_id,)).fetchall())
-        units = pg.execute("SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s AND status = 'CONFIRMED'",
-                           (sale_id,)).fetchone()[0]
-        over_limit = pg.execute("SELECT count(*) FROM (SELECT user_id FROM orders WHERE sale_id = %s AND "
-                                "status = 'CONFIRMED' GROUP BY user_id HAVING sum(quantity) > %s) o",
-                                (sale_id, sale.perUserLimit)).fetchone()[0]
-        final = pg.execute("SELECT count(*) FROM orders WHERE order_id = ANY(%s) AND status IN ('CONFIRMED', 'CANCELLED')",
-                           (list(set(accepted_ids)),)).fetchone()[0]
+        counts: dict[str, int] = dict(pg.execute(
+            "SELECT status, count(*) FROM orders WHERE sale_id = %s GROUP BY status", (sale_id,)).fetchall())
+        units = postgres.scalar(pg, "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s "
+                                    "AND status = 'CONFIRMED'", (sale_id,))
+        over_limit = postgres.scalar(pg, "SELECT count(*) FROM (SELECT user_id FROM orders WHERE sale_id = %s AND "
+                                         "status = 'CONFIRMED' GROUP BY user_id HAVING sum(quantity) > %s) o",
+                                     (sale_id, sale.perUserLimit))
+        final = postgres.scalar(pg, "SELECT count(*) FROM orders WHERE order_id = ANY(%s) "
+                                    "AND status IN ('CONFIRMED', 'CANCELLED')", (list(set(accepted_ids)),))
         payments = pg.execute(PAYMENTS, (sale_id,)).fetchall()
     paid = {order: charges for order, _, _, charges in payments}
     unpaid_ones = [order for order, status, reason, _ in payments if reason == PAYMENT_FAILED_REASON]
@@ -117,11 +120,11 @@ def shop_sale(settings: Settings, sale_id: int, checkout: str) -> dict:
     """One checkout of the sync shop in one sale: units sold, successful charges, orders charged twice, and
     reservations never settled (a reserve-then-pay shop that died between reserving and paying)."""
     with postgres.connect(settings.database_url) as pg:
-        sold, paid, twice, stuck = pg.execute("""
+        [(sold, paid, twice, stuck)] = pg.execute("""
             SELECT coalesce(sum(o.quantity) FILTER (WHERE o.status = 'CONFIRMED'), 0)::int,
                    coalesce(sum(c.paid), 0)::int, count(*) FILTER (WHERE c.paid > 1),
                    count(*) FILTER (WHERE o.status = 'RESERVED')
             FROM shop_orders o LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE status = 'succeeded') AS paid
                                                   FROM charges WHERE order_id = o.order_id) c ON true
-            WHERE o.sale_id = %s AND o.checkout = %s""", (sale_id, checkout)).fetchone()
+            WHERE o.sale_id = %s AND o.checkout = %s""", (sale_id, checkout)).fetchall()
     return {"sold": sold, "paid": paid, "chargedTwice": twice, "lost": stuck}

@@ -40,7 +40,8 @@ class Dashboard:
         self.header, self.feed, self.note = widgets.HTML(), widgets.HTML(), widgets.HTML()
         self.lights = {name: widgets.HTML(layout=widgets.Layout(width="130px")) for name in (*SERVICES, *INFRA)}
         self.widget = widgets.VBox([self.header, self.fig, widgets.HBox([self.feed, self._buttons()])])
-        self._drawn, self._message, self.task = -1, "", None
+        self._drawn, self._message = -1, ""
+        self.task: asyncio.Task | None = None
 
     def start(self) -> None:
         self.watcher.start()
@@ -52,8 +53,12 @@ class Dashboard:
     def race(self, n: int = 1000, first: int = 0) -> asyncio.Future:
         """`n` buyers at the gateway in a worker thread; their accept latencies join the histogram."""
         future = background(buyers, self.stack, "gateway", n, first, progress=False)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception() or
-                                 self.watcher.add_accepts([b.latency_ms for b in f.result().buyers]))
+
+        def note(f: asyncio.Future) -> None:
+            if not f.cancelled() and not f.exception():
+                self.watcher.add_accepts([b.latency_ms for b in f.result().buyers])
+
+        future.add_done_callback(note)
         return future
 
     def stop(self) -> str:
@@ -98,7 +103,7 @@ class Dashboard:
             await asyncio.sleep(REDRAW_S)
 
     def _draw(self, snap: dict) -> None:
-        seconds, stock = zip(*snap["stock"]) if snap["stock"] else ((), ())
+        seconds, stock = zip(*snap["stock"], strict=True) if snap["stock"] else ((), ())
         lag = snap["lag"]
         with self.fig.batch_update():
             self.fig.data[0].x, self.fig.data[0].y = seconds, stock

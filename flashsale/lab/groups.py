@@ -16,6 +16,7 @@ metadata, which could have named the committer: measured, tansu 0.6 answers
 None where Apache Kafka returns it.)
 """
 import time
+from typing import Any
 
 import pandas as pd
 from confluent_kafka import TopicPartition
@@ -26,7 +27,7 @@ from flashsale.settings import Settings
 from flashsale.stack.control import Stack
 
 # The lab's own clients stay quiet: a broker that is down on purpose (notebook 04) is not news in a cell.
-QUIET = {"log_level": 0}
+QUIET: dict[str, Any] = {"log_level": 0}
 NOT_KNOWN = "not known to tansu: instance i of n reads p % n == i"
 
 
@@ -42,7 +43,8 @@ class LagMeter:
         self.members_known = settings.consumer_groups  # tansu lists no members: nothing to ask
 
     def read(self, timeout: float = 2) -> list[dict]:
-        rows, ends = [], {}
+        rows: list[dict[str, Any]] = []
+        ends: dict[tuple[str, int], tuple[int, int]] = {}
         for group, topics in GROUPS.items():
             client = self.clients[group]
             wanted = [TopicPartition(t, p) for t in topics for p in range(self.partitions)]
@@ -60,8 +62,8 @@ class LagMeter:
         if self.owners:
             held = holders(self.bootstrap, GROUPS, timeout) if self.members_known else {}
             for row in rows:
-                key = (row["group"], row["topic"], row["partition"])
-                row["owner"] = held.get(key, "nobody") if self.members_known else NOT_KNOWN
+                owner = held.get((row["group"], row["topic"], row["partition"]), "nobody")
+                row["owner"] = owner if self.members_known else NOT_KNOWN
         return rows
 
     def close(self) -> None:

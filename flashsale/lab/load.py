@@ -45,6 +45,11 @@ class Race:
         return [b for b in self.buyers if b.status in (201, 202)]
 
     @property
+    def order_ids(self) -> list[str]:
+        """The orders the accepted buyers were given (every 201 and 202 names its order)."""
+        return [b.body["orderId"] for b in self.accepted]
+
+    @property
     def accepted_per_s(self) -> float:
         return len(self.accepted) / self.wall_s if self.wall_s else 0.0
 
@@ -79,7 +84,7 @@ async def swarm(url: str, bodies: list[dict], headers: list[dict] | None = None,
                 async with session.post(url, json=body, headers=header) as response:
                     status, text = response.status, await response.text()
                 payload = _json(text)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            except (TimeoutError, aiohttp.ClientError) as error:
                 code = (TIMEOUT if isinstance(error, asyncio.TimeoutError) else
                         REFUSED if isinstance(error, aiohttp.ClientConnectorError) else "CLIENT_ERROR")
                 payload, status = {"error": {"code": code, "message": str(error)}}, 0
@@ -88,7 +93,7 @@ async def swarm(url: str, bodies: list[dict], headers: list[dict] | None = None,
             done = time.perf_counter()
             return Buyer(body.get("userId", ""), status, (done - sent) * 1000, sent - start, payload or {})
 
-        return await asyncio.gather(*(one(b, h) for b, h in zip(bodies, headers or [{}] * len(bodies))))
+        return await asyncio.gather(*(one(b, h) for b, h in zip(bodies, headers or [{}] * len(bodies), strict=True)))
 
 
 def _json(text: str) -> dict:

@@ -43,9 +43,10 @@ def buyers(stack: Stack, system: str, n: int, first: int = 0, progress: bool = T
 
 def check(stack: Stack, *races: Race, timeout: float = 120) -> Invariants:
     """Wait until every order the gateway accepted in `races` is decided, then check the contract's invariants."""
-    settings, accepted = stack.wired(), [b.order_id for race in races for b in race.accepted]
+    settings, accepted, sale = stack.wired(), [o for race in races for o in race.order_ids], stack.sale()
+    assert sale is not None, "no sale: start one with stack.reset()"
     settle(settings, accepted, timeout)
-    return invariants(settings, stack.sale()["saleId"], accepted)
+    return invariants(settings, sale["saleId"], accepted)
 
 
 def order(stack: Stack, user: str = "alice", idempotency_key: str | None = None) -> dict:

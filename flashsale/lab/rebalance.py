@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -45,7 +46,8 @@ class Writer(threading.Thread):
     def __init__(self, bootstrap: str, topic: str):
         super().__init__(daemon=True, name="writer")
         self.producer, self.topic = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, **kafka.QUIET}), topic
-        self.acked, self.done = {p: [] for p in range(PARTITIONS)}, threading.Event()
+        self.acked: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
+        self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
@@ -73,7 +75,8 @@ class Member(threading.Thread):
         self.config = {"bootstrap.servers": bootstrap, "group.id": group, "client.id": name,
                        "auto.offset.reset": "earliest", "enable.auto.commit": False,
                        **kafka.FETCH, **kafka.GROUP_MEMBER[protocol], **kafka.QUIET}
-        self.topic, self.seen, self.lock, self.arrivals, self.running, self.share = topic, seen, lock, [], True, 0
+        self.topic, self.seen, self.lock, self.running, self.share = topic, seen, lock, True, 0
+        self.arrivals: list[tuple[float, int]] = []  # (when, partition) of each new offset
 
     def run(self) -> None:
         consumer = Consumer(self.config)
@@ -84,9 +87,11 @@ class Member(threading.Thread):
                 now = time.monotonic()
                 with self.lock:
                     for m in messages:
-                        if m.offset() > self.seen.get(m.partition(), -1):
-                            self.seen[m.partition()] = m.offset()
-                            self.arrivals.append((now, m.partition()))
+                        partition, offset = m.partition(), m.offset()
+                        assert partition is not None and offset is not None  # a message, not an error: it has both
+                        if offset > self.seen.get(partition, -1):
+                            self.seen[partition] = offset
+                            self.arrivals.append((now, partition))
                 if messages:
                     consumer.commit(asynchronous=True)
                 self.share = len(consumer.assignment())
@@ -105,16 +110,17 @@ def pause(bootstrap: str, protocol: str, timeout: float = 30) -> Pause:
     topic, group = f"lab.rebalance.{suffix}", f"lab-rebalance-{protocol}-{suffix}"
     admin = AdminClient({"bootstrap.servers": bootstrap, **kafka.QUIET})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(10)
-    seen, lock, writer = {}, threading.Lock(), Writer(bootstrap, topic)
+    seen: dict[int, int] = {}
+    lock, writer = threading.Lock(), Writer(bootstrap, topic)
     members = [Member(bootstrap, group, topic, protocol, f"member-{i}", seen, lock) for i in range(3)]
     try:
         for thread in (writer, members[0], members[1]):
             thread.start()
-        wait_until(lambda: members[0].arrivals and members[1].arrivals, timeout, "the first two never both read")
+        wait_until(lambda: bool(members[0].arrivals and members[1].arrivals), timeout, "the first two never both read")
         time.sleep(SETTLE_S)  # a steady stretch: the baseline
         joined = time.monotonic()
         members[2].start()
-        wait_until(lambda: members[2].arrivals, timeout, "the third member never got a partition")
+        wait_until(lambda: bool(members[2].arrivals), timeout, "the third member never got a partition")
         time.sleep(SETTLE_S)
         ended = time.monotonic()
         writer.stop()
@@ -148,7 +154,7 @@ def pauses(bootstrap: str, protocols=("consumer", "classic")) -> pd.DataFrame:
 def _longest(arrivals: list[tuple[float, int]], start: float, end: float, partition: int | None = None) -> float:
     """The longest time between consecutive new messages (of `partition`, or of any) from `start` to `end`."""
     times = [start, *(t for t, p in arrivals if start < t < end and partition in (None, p)), end]
-    return round(max(b - a for a, b in zip(times, times[1:])), 2)
+    return round(max(b - a for a, b in pairwise(times)), 2)
 
 
 def remapped_keys(bootstrap: str, keys: int = 100, before: int = PARTITIONS,
@@ -180,10 +186,15 @@ def remapped_keys(bootstrap: str, keys: int = 100, before: int = PARTITIONS,
 
 def _partitions_of(bootstrap: str, topic: str, keys: list[str]) -> dict[str, int]:
     """Produce one message per key as the gateway does; the broker's acknowledgement says which partition."""
-    producer, landed = kafka.reliable_producer(bootstrap), {}
+    producer = kafka.reliable_producer(bootstrap)
+    landed: dict[str, int] = {}
+
+    def delivered(err, msg) -> None:
+        if err is None:
+            landed[msg.key().decode()] = msg.partition()
+
     for key in keys:
-        producer.produce(topic, b"{}", key=key, on_delivery=lambda err, msg: landed.update({msg.key().decode():
-                                                                                             msg.partition()}))
+        producer.produce(topic, b"{}", key=key, on_delivery=delivered)
     if producer.flush(10):
         raise KafkaException(f"could not write to {topic}")
     return landed

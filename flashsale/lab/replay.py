@@ -53,8 +53,10 @@ def read_topic(settings: Settings, topic: str, timeout: float = 60) -> list[Mess
         while time.monotonic() < deadline:
             batch = [m for m in reader.consume(1000, timeout=0.5) if not m.error()]
             for m in batch:
-                if m.offset() + 1 >= short_of.get(m.partition(), 0):
-                    short_of.pop(m.partition(), None)
+                partition, offset = m.partition(), m.offset()
+                assert partition is not None and offset is not None  # a message, not an error: it has both
+                if offset + 1 >= short_of.get(partition, 0):
+                    short_of.pop(partition, None)
             messages += batch
             if not batch and not short_of:
                 return messages
@@ -65,21 +67,24 @@ def read_topic(settings: Settings, topic: str, timeout: float = 60) -> list[Mess
 
 def sale_of(message: Message) -> int | None:
     try:
-        return json.loads(message.value()).get("saleId")
+        return json.loads(message.value() or b"").get("saleId")
     except (TypeError, ValueError, AttributeError):
         return None  # not an event (a poison message, say)
 
 
 def send_again(settings: Settings, messages: list[Message]) -> Ends:
     """Produce the very same bytes once more, same key, same topic: a redelivery. Returns where they ended."""
-    producer, ends = kafka.reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3), {}
+    producer = kafka.reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3)
+    ends: Ends = {}
 
     def delivered(err, m):
         if err is None:
             ends[(m.topic(), m.partition())] = max(ends.get((m.topic(), m.partition()), 0), m.offset() + 1)
 
     for m in messages:
-        producer.produce(m.topic(), m.value(), key=m.key(), on_delivery=delivered)
+        topic = m.topic()
+        assert topic is not None  # a message read from a topic knows it
+        producer.produce(topic, m.value(), key=m.key(), on_delivery=delivered)
     if producer.flush(30) or sum(ends.values()) == 0 < len(messages):
         raise TimeoutError("the broker did not acknowledge the replay")
     return ends

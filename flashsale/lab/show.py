@@ -18,5 +18,5 @@ def show(thing, language: str = "python") -> Code:
 
 def lines(module) -> str:
     """How long a module is: the style guide wants each to read in two minutes."""
-    path = Path(inspect.getsourcefile(module))
+    path = Path(inspect.getfile(module))
     return f"{path.name}: {len(path.read_text().splitlines())} lines"

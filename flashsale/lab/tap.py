@@ -32,8 +32,10 @@ def read(bootstrap: str, topic: str, partitions: int, last: int | None = None, t
         while time.monotonic() < deadline:
             batch = [m for m in client.consume(1000, timeout=0.1) if not m.error()]
             for m in batch:
-                if m.offset() + 1 >= ends.get(m.partition(), 0):
-                    ends.pop(m.partition(), None)
+                partition, offset = m.partition(), m.offset()
+                assert partition is not None and offset is not None  # a message, not an error: it has both
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
             messages += batch
             if batch:
                 quiet_since = time.monotonic()
@@ -49,13 +51,14 @@ def frame(messages: list[Message]) -> pd.DataFrame:
     rows = []
     for m in messages:
         try:
-            body = json.loads(m.value())
+            body = json.loads(m.value() or b"")  # a tombstone (no value) is not JSON either
         except ValueError:
             body = {"type": "<not JSON>"}
         data = body.get("data") or {}  # a notification carries its facts in `data`
         rows.append({"time": pd.Timestamp(m.timestamp()[1], unit="ms", tz="UTC"), "topic": m.topic(),
                      "partition": m.partition(), "offset": m.offset(), "type": body.get("type"),
-                     "orderId": body.get("orderId") or data.get("orderId"), "userId": body.get("userId") or data.get("userId"),
+                     "orderId": body.get("orderId") or data.get("orderId"),
+                     "userId": body.get("userId") or data.get("userId"),
                      "status": data.get("status"), "reason": body.get("reason") or data.get("reason"),
                      "availableStock": body.get("availableStock", data.get("availableStock")),
                      "saleId": body.get("saleId")})
@@ -85,7 +88,7 @@ def events(stack: Stack, topic: str = ev.ORDER_EVENTS, sale_id: int | None = Non
     decoded = []
     for m in read(settings.kafka_bootstrap_servers, topic, settings.partitions):
         try:
-            event = ev.Event.model_validate_json(m.value())
+            event = ev.Event.model_validate_json(m.value() or b"")
         except ValueError:
             continue  # a poison message: the services dead-letter it, a replay skips it
         if sale_id is None or event.saleId == sale_id:

@@ -8,8 +8,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from typing import Any
 
+import psycopg
 from confluent_kafka import OFFSET_END, TopicPartition
+from redis import Redis
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
@@ -27,11 +30,16 @@ class Watcher(threading.Thread):
         super().__init__(daemon=True, name="dashboard-watcher")
         self.stack, self.settings = stack, stack.wired()
         self.lock, self.running, self.version, self.t0 = threading.Lock(), True, 0, time.monotonic()
-        self.stock = deque(maxlen=1200)  # (seconds since start, available stock)
-        self.counts, self.lag, self.up, self.errors = {}, [], {}, {}
-        self.feed = deque(maxlen=12)  # the latest events: (type, order, topic, partition, offset)
-        self.clock, self.accept_ms = EndToEnd(), []
-        self._pg = self._redis = None
+        self.stock: deque[tuple[float, int]] = deque(maxlen=1200)  # (seconds since start, available stock)
+        self.counts: dict[str, Any] = {}
+        self.lag: list[dict[str, Any]] = []
+        self.up: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self.feed: deque[tuple] = deque(maxlen=12)  # the latest events: (type, order, topic, partition, offset)
+        self.clock = EndToEnd()
+        self.accept_ms: list[float] = []
+        self._pg: psycopg.Connection | None = None
+        self._redis: Redis | None = None
 
     def snapshot(self) -> dict:
         with self.lock:

@@ -71,7 +71,7 @@ def reserve_all(redis, keys: SaleKeys, orders: list[tuple[str, str, int]], per_u
     for order_id, user_id, quantity in orders:
         script(keys=[keys.stock, keys.decisions, keys.user_units],
                args=[order_id, user_id, quantity, per_user_limit], client=pipe)
-    return [_reservation(order[0], reply) for order, reply in zip(orders, pipe.execute())]
+    return [_reservation(order[0], reply) for order, reply in zip(orders, pipe.execute(), strict=True)]
 
 
 def reserve(redis, keys: SaleKeys, order_id: str, user_id: str, quantity: int, per_user_limit: int) -> Reservation:
@@ -84,7 +84,7 @@ def release_all(redis, keys: SaleKeys, orders: list[tuple[str, str, int]]) -> li
     pipe = redis.pipeline(transaction=False)
     for order_id, user_id, quantity in orders:
         script(keys=[keys.stock, keys.decisions, keys.user_units], args=[order_id, user_id, quantity], client=pipe)
-    return [_reservation(order[0], reply) for order, reply in zip(orders, pipe.execute())]
+    return [_reservation(order[0], reply) for order, reply in zip(orders, pipe.execute(), strict=True)]
 
 
 def _reservation(order_id: str, reply) -> Reservation:

@@ -97,6 +97,8 @@ class Fanout:
             consumer.close()
 
     def _deliver(self, raw: bytes | None) -> None:
+        if raw is None:
+            return  # a tombstone: nothing to tell
         try:
             message = json.loads(raw)
             data = message["data"]

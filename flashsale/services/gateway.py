@@ -24,8 +24,16 @@ from flashsale.adapters import kafka, postgres, redis as redis_adapter
 from flashsale.adapters.shared_read import SharedRead
 from flashsale.sale import CURRENT, Sale, start_sale
 from flashsale.services.fanout import Fanout, Subscriber
-from flashsale.services.http import (ApiError, BodyLimit, OrderRequest, RateLimiter, admin_only, error_body,
-                                    install_error_handlers, serve)
+from flashsale.services.http import (
+    ApiError,
+    BodyLimit,
+    OrderRequest,
+    RateLimiter,
+    admin_only,
+    error_body,
+    install_error_handlers,
+    serve,
+)
 from flashsale.services.supervisor import Supervisor
 from flashsale.settings import Settings
 
@@ -73,7 +81,7 @@ if settings.cors_origins:
 limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
 
-async def read_sale_and_stock(redis: aioredis.Redis) -> tuple[bytes, bytes] | None:
+async def read_sale_and_stock(redis: aioredis.Redis) -> tuple[bytes | str, bytes | str] | None:
     """The current sale and its stock: the hot path of every POST, one read shared by the requests waiting for it.
 
     Two round trips, not one script: the sale pointer and the sale's `{sale:N}` keys live in different hash slots,
@@ -122,8 +130,9 @@ async def place_order(order: OrderRequest, request: Request,
         # event. Our timeout is only a safety net, and longer, so that a busy event loop cannot answer 503 for
         # an event the broker did take (an order the buyer was told to place again).
         await request.app.state.publisher.send(created.topic, order_id, created.to_json(), timeout=10)
-    except (kafka.KafkaException, BufferError, asyncio.TimeoutError):
-        raise ApiError(503, "BROKER_UNAVAILABLE", "Cannot take orders right now; retry.", {"Retry-After": "2"})
+    except (TimeoutError, kafka.KafkaException, BufferError) as error:
+        raise ApiError(503, "BROKER_UNAVAILABLE", "Cannot take orders right now; retry.",
+                       {"Retry-After": "2"}) from error
     return {"orderId": order_id, "status": "PENDING", "estimatedProcessingTime": 100,
             "message": "Order received. Watch /ws or GET /api/orders/{orderId} for the outcome."}
 
@@ -137,7 +146,7 @@ async def get_order(order_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-
     if row is None:
         raise ApiError(404, "ORDER_NOT_FOUND", "No such order (yet): the order service records it shortly.")
     keys = ("orderId", "userId", "productId", "quantity", "status", "reason", "createdAt", "updatedAt")
-    return dict(zip(keys, row))
+    return dict(zip(keys, row, strict=True))
 
 
 @app.get("/api/products/{product_id}")
@@ -162,7 +171,7 @@ def reset(body: Annotated[ResetRequest | None, Body()] = None):
 async def healthz(request: Request):
     """200 when Redis, PostgreSQL and Kafka answer and every background task runs; else 503, saying what is wrong."""
     checks = {"redis": request.app.state.redis.ping(), "postgres": _pg_ok(request), "kafka": _kafka_ok(request)}
-    results = dict(zip(checks, await asyncio.gather(*checks.values(), return_exceptions=True)))
+    results = dict(zip(checks, await asyncio.gather(*checks.values(), return_exceptions=True), strict=True))
     healthy = {name: result is True for name, result in results.items()}
     problems = [f"{name} does not answer ({type(result).__name__})" for name, result in results.items()
                 if result is not True] + request.app.state.background.problems()

@@ -21,8 +21,8 @@ from flashsale.settings import Settings
 def handle(redis, batch: list[ev.Event]) -> list[ev.Event]:
     out = []
     mine = sorted((e for e in batch if e.type in (ev.ORDER_SAVED, ev.PAYMENT_FAILED)), key=lambda e: e.saleId)
-    for sale_id, events in groupby(mine, key=lambda e: e.saleId):
-        events = list(events)
+    for sale_id, group in groupby(mine, key=lambda e: e.saleId):
+        events = list(group)
         saved = [e for e in events if e.type == ev.ORDER_SAVED]
         failed = [e for e in events if e.type == ev.PAYMENT_FAILED]
         sale = sale_by_id(redis, sale_id)
@@ -31,14 +31,14 @@ def handle(redis, batch: list[ev.Event]) -> list[ev.Event]:
             continue
         reservations = reserve_all(redis, sale.keys, [(e.orderId, e.userId, e.quantity) for e in saved],
                                    sale.perUserLimit) if saved else []
-        for event, r in zip(saved, reservations):
+        for event, r in zip(saved, reservations, strict=True):
             if r.reserved:
                 out.append(event.next(ev.STOCK_RESERVED, availableStock=r.available_stock))
             elif r.decision != RELEASED:  # released: reserved, paid for in vain, given back; its story is told
                 out.append(event.next(ev.STOCK_INSUFFICIENT, reason=r.decision, availableStock=r.available_stock))
         releases = release_all(redis, sale.keys, [(e.orderId, e.userId, e.quantity) for e in failed]) if failed else []
         out += [event.next(ev.STOCK_RELEASED, availableStock=r.available_stock)
-                for event, r in zip(failed, releases) if r.decision == RELEASED]
+                for event, r in zip(failed, releases, strict=True) if r.decision == RELEASED]
     return out
 
 

@@ -8,7 +8,7 @@ payment makes the stock rise again, so the events of a batch (from three partiti
 in no one order) cannot say which of their figures is the newest. The decider's
 counter, read once the batch is in, can.
 """
-from typing import Callable
+from collections.abc import Callable
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, redis as redis_adapter

@@ -45,7 +45,7 @@ async def handle(provider: psp.PaymentProvider, batch: list[ev.Event], price: in
     outcomes = await asyncio.gather(*(one(e) for e in batch if e.type == ev.STOCK_RESERVED))
     if None in outcomes:  # those charged already are charged once: their keys answer the same next time
         raise kafka.Postponed(f"the payment provider is unavailable; {outcomes.count(None)} orders wait")
-    return outcomes
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def main() -> None:

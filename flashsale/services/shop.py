@@ -20,8 +20,7 @@ import psycopg_pool
 from fastapi import FastAPI, Request
 
 from flashsale.adapters import psp
-from flashsale.services.http import OrderRequest
-from flashsale.services.http import ApiError, BodyLimit, install_error_handlers, serve
+from flashsale.services.http import ApiError, BodyLimit, OrderRequest, install_error_handlers, serve
 from flashsale.settings import Settings
 
 settings = Settings()
@@ -49,9 +48,9 @@ async def pay(request: Request, order_id: str, order: OrderRequest) -> None:
     try:
         await request.app.state.provider.charge(order_id, settings.price_cents * order.quantity, key=order_id)
     except psp.Declined as declined:
-        raise ApiError(402, "PAYMENT_DECLINED", str(declined))
+        raise ApiError(402, "PAYMENT_DECLINED", str(declined)) from declined
     except psp.Unavailable as down:
-        raise ApiError(503, "PAYMENT_UNAVAILABLE", f"{down}; retry.", {"Retry-After": "1"})
+        raise ApiError(503, "PAYMENT_UNAVAILABLE", f"{down}; retry.", {"Retry-After": "1"}) from down
 
 
 @app.post("/naive/orders", status_code=201)

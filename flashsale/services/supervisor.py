@@ -8,7 +8,7 @@ and `/healthz` answers 503 naming it. So is a failure no task raises: a Kafka cl
 """
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 

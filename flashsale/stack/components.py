@@ -3,9 +3,9 @@
 The launcher (`control.Stack`) walks these tables. A new broker, server or service is one entry here, not
 another branch in the launcher.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
@@ -19,8 +20,7 @@ from flashsale.sale import Sale, current_sale, reconcile, sale_counts, start_sal
 from flashsale.settings import DEFAULT_ADMIN_TOKEN, Settings
 from flashsale.stack import components, embedded, state as table
 from flashsale.stack.components import CONSUMERS, HTTP_SERVICES, INFRA, SERVICES, Launch
-from flashsale.stack.processes import (StackError, alive, family, require_free, signal_all, spawn, stop, tail,
-                                       wait_until)
+from flashsale.stack.processes import StackError, alive, family, require_free, signal_all, spawn, stop, tail, wait_until
 from flashsale.stack.state import Process, State
 
 HEARTBEAT_FRESH_S = 5
@@ -37,7 +37,7 @@ class Stack:
         if public or self.settings.public or running.public:
             self.settings = self._public(self.settings)
         # `up --durable` and `up --broker kafka` hold for every later command (kill, restart), until `down`
-        kept = {"durable": True} if running.durable else {}
+        kept: dict[str, object] = {"durable": True} if running.durable else {}
         if running.broker and running.processes:
             kept["broker"] = running.broker
         self.settings = self.settings.model_copy(update=kept)
@@ -91,7 +91,8 @@ class Stack:
             for service in HTTP_SERVICES:  # refuse early, before starting anything, if a fixed port is taken
                 if not alive(state.processes.get(service, Process(pid=0, url="")).pid):
                     require_free(self._port(service), service)
-            state.public, state.durable, state.broker = self.settings.public, self.settings.durable, self.settings.broker
+            state.public, state.durable, state.broker = (self.settings.public, self.settings.durable,
+                                                         self.settings.broker)
             self.save(state)
             broker_was_down = not alive(self._pid("kafka"))
             clients = self._stop_clients() if broker_was_down and self._forgetful_broker else set()
@@ -169,7 +170,10 @@ class Stack:
         return f"http://127.0.0.1:{self._port(service)}"
 
     def _port(self, service: str) -> int:
-        return getattr(self.settings, SERVICES[service].port_setting)
+        setting = SERVICES[service].port_setting
+        if setting is None:
+            raise StackError(f"{service} is a consumer: it has no port")
+        return getattr(self.settings, setting)
 
     def _pid(self, name: str) -> int | None:
         process = self.load().processes.get(name)
@@ -178,7 +182,7 @@ class Stack:
     def _wait_healthy(self, services, timeout: float) -> None:
         for name, info in self.load().processes.items():
             if info.service in services:
-                wait_until(lambda: self._healthy(name, info, quiet=False), timeout,
+                wait_until(partial(self._healthy, name, info, quiet=False), timeout,
                            f"{name} did not become healthy", self.log_path(name), info.pid)
 
     # --- health and status ----------------------------------------------------------------
@@ -224,14 +228,14 @@ class Stack:
                            "url": infra_urls.get(name) or (info.url if info else ""),
                            "healthy": self._healthy(name, info)}
         infra["kafka"]["broker"] = settings.broker if settings.infra == "embedded" else "kafka"
-        services = {}
+        services: dict[str, dict[str, object]] = {}
         for name, info in state.processes.items():
             if info.service:
                 services[name] = {"pid": info.pid if alive(info.pid) else None, "url": info.url,
                                   "healthy": self._healthy(name, info)}
         for name in SERVICES:
             services.setdefault(name, {"pid": None, "url": "", "healthy": False})
-        for service, count in state.scale.items():
+        for service in state.scale:
             services[service]["instances"] = [{"name": n, "pid": services[n]["pid"], "healthy": services[n]["healthy"]}
                                               for n in state.instances(service)]
         return {"infra": infra, "services": services, "sale": self.sale() if infra["postgres"]["healthy"]
@@ -332,7 +336,7 @@ class Stack:
         running = [info for info in self.load().processes.values() if info.service and alive(info.pid)]
         for info in running:
             stop(info.pid, info.signal)
-        return {info.service for info in running}
+        return {info.service for info in running if info.service}
 
     def _start_clients(self, services: set[str], timeout: float) -> None:
         for service in services:

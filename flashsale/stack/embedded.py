@@ -52,7 +52,7 @@ def start_tansu(home: Path, port: int, durable_s3: str | None = None) -> Started
 def seaweedfs_ports() -> dict[str, int]:
     """A port for each listener: `weed` refuses port 0, and a default gRPC port (HTTP + 10000) may be taken."""
     flags = [f"{server}.port{grpc}" for server in ("master", "volume", "filer", "s3") for grpc in ("", ".grpc")]
-    return dict(zip(flags, free_ports(len(flags))))
+    return dict(zip(flags, free_ports(len(flags)), strict=True))
 
 
 def start_seaweedfs(home: Path, ports: dict[str, int]) -> Started:
@@ -88,8 +88,8 @@ def start_postgres(home: Path, port: int) -> Started:
         if user:
             shutil.chown(data, user, user)
         done = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                               "--encoding=UTF8", "--no-sync"], user=user, group=user, extra_groups=[] if user else None,
-                              capture_output=True, text=True, cwd=data)
+                               "--encoding=UTF8", "--no-sync"], user=user, group=user,
+                              extra_groups=[] if user else None, capture_output=True, text=True, cwd=data)
         if done.returncode:
             raise StackError(f"initdb failed in {data}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     # fsync off: a killed server loses nothing (the OS still holds the pages); only a machine crash would.

@@ -1,12 +1,13 @@
 """Child processes of the stack: spawn detached, check, stop, wait, read their logs."""
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import psutil
 
@@ -46,10 +47,8 @@ def alive(pid: int | None) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect our own dead children so they do not linger as zombies."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def family(pid: int) -> list[int]:
@@ -64,15 +63,13 @@ def family(pid: int) -> list[int]:
 
 def signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it has exited meanwhile
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass  # it has exited meanwhile
 
 
 def stop(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
     """Send `sig` to the process and its group; SIGKILL whatever is left after `timeout`."""
-    if not alive(pid):
+    if pid is None or not alive(pid):
         return
     try:
         os.killpg(pid, sig)

@@ -76,7 +76,7 @@ class SteadyBuyers:
         try:  # until it is this buyer's turn, or the sale stops
             await asyncio.wait_for(self._stop_event.wait(), max(0.0, self.started + i / self.rate - time.monotonic()))
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         sent_at, status, order_id = self.elapsed(), 0, None
         try:
@@ -84,6 +84,6 @@ class SteadyBuyers:
                 status = r.status
                 if status == 202:
                     order_id = (await r.json())["orderId"]
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
         self.answers.append(Answer(user, sent_at, status, order_id))

@@ -27,7 +27,8 @@ def durable_stack(tmp_path_factory):
         stack.down()
 
 
-on_s3 = pytest.mark.skipif(Settings().broker != "tansu", reason="S3 storage is tansu's; Apache Kafka keeps its log on disk")
+on_s3 = pytest.mark.skipif(Settings().broker != "tansu",
+                           reason="S3 storage is tansu's; Apache Kafka keeps its log on disk")
 
 
 @on_s3

@@ -4,6 +4,7 @@ schemathesis generates requests from the gateway's own OpenAPI schema (/openapi.
 ones that break the schema on purpose; half of them name the product on sale, so they reach the order
 path and not only the 404 of an unknown product.
 """
+import contextlib
 import json
 import time
 from collections import Counter
@@ -40,16 +41,15 @@ def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(fault_stack)
                 if on_sale and "product_id" in (case.path_parameters or {}):
                     case.path_parameters["product_id"] = product
                 response = case.call(base_url=base, session=session, timeout=30)
-                calls[operation.label] += 1
+                calls[operation.label] += 1  # noqa: B023 (send() runs in the iteration that defines it)
                 statuses[response.status_code] += 1
                 TALLY.hostile.update(["requests", "5xx"] if response.status_code >= 500 else ["requests"])
                 if response.status_code >= 500:
                     server_errors.append(f"{response.status_code} {response.text[:200]} for {case.as_curl_command()}")
 
-            try:
+            # Unsatisfiable: nothing in this operation can be made invalid (no parameters, or any string fits)
+            with contextlib.suppress(Unsatisfiable):
                 send()
-            except Unsatisfiable:
-                pass  # nothing in this operation can be made invalid (no parameters, or any string fits)
 
     assert sum(calls.values()) >= 500, calls
     assert not server_errors, "\n".join(server_errors[:10])

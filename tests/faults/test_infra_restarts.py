@@ -7,7 +7,6 @@ the contract promises 503 while it is down and processing once it is back, and t
 `flashsale up --durable` keeps the events (test_durable_broker.py).
 """
 import shutil
-import signal
 
 import httpx
 import pytest

@@ -1,11 +1,10 @@
 """Bad input, at the HTTP edge and on the topics: always a 4xx with the contract's error body, never a 5xx,
 and a poison message goes to its dead-letter topic without stopping the consumer behind it."""
+import asyncio
 import http.client
 import json
 import time
 import uuid
-
-import asyncio
 
 import httpx
 import pytest
@@ -233,7 +232,7 @@ async def order_while_listening(settings, user_id: str, timeout: float = 60) -> 
         while time.monotonic() < deadline:
             try:
                 message = json.loads(await asyncio.wait_for(socket.recv(), deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             data = message.get("data", {})
             if data.get("orderId") == order_id and data.get("status") in ("CONFIRMED", "CANCELLED"):

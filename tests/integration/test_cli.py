@@ -1,7 +1,6 @@
 """The `flashsale` command as a user meets it, against the session's stack and against stacks of its own."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -60,7 +59,8 @@ def test_reset_and_logs(stack):
     assert done.returncode == 0 and "7 x iPhone 15 Pro Max" in done.stdout, done.stdout + done.stderr
     assert stack.status()["sale"]["availableStock"] == 7
     logs = flashsale(stack.settings, "logs", "orders")
-    assert logs.returncode == 0 and "consuming ['order.events', 'inventory.events', 'payment.events'] as orders" in logs.stdout
+    assert logs.returncode == 0
+    assert "consuming ['order.events', 'inventory.events', 'payment.events'] as orders" in logs.stdout
     assert flashsale(stack.settings, "logs", "nosuch").returncode == 1
 
 
@@ -108,7 +108,8 @@ def test_down_leaves_no_process_behind(tmp_path):
     assert len(started) == 10  # three servers, seven services
 
     assert flashsale(settings, "down").returncode == 0
-    survivors = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    survivors = [pid for pid in family
+                 if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert survivors == []
 
 

@@ -1,8 +1,9 @@
 """Consumer groups on Apache Kafka: scale a service, kill a member, and read what the broker says.
 
 On Apache Kafka each service instance is a static member of its group (classic protocol or KIP-848, as
-Settings.group_protocol says), so the broker itself says who owns which partition. tansu has no working group coordinator: there each instance owns its
-partitions by number (tested with the rest of the suite), and these tests skip.
+Settings.group_protocol says), so the broker itself says who owns which partition. tansu has no working group
+coordinator: there each instance owns its partitions by number (tested with the rest of the suite), and these
+tests skip.
 """
 import os
 import signal

@@ -10,7 +10,8 @@ def test_a_consumer_stops_cleanly_on_sigterm_and_comes_back(stack):
     log = stack.log_path("inventory")
     before = log.read_text().count("stopped cleanly")
     [pid] = stack.kill("inventory", signal.SIGTERM)
-    wait_until(lambda: log.read_text().count("stopped cleanly") == before + 1, 15, "inventory did not stop cleanly", log)
+    wait_until(lambda: log.read_text().count("stopped cleanly") == before + 1, 15,
+               "inventory did not stop cleanly", log)
     stack.up()
     assert stack.status()["services"]["inventory"]["healthy"]
     assert stack.status()["services"]["inventory"]["pid"] != pid

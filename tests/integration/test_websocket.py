@@ -102,5 +102,5 @@ async def drain(subscriber: Subscriber, quiet_s: float) -> list[dict]:
     try:
         while True:
             got.append(json.loads(await asyncio.wait_for(subscriber.next(), quiet_s))["data"])
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return got

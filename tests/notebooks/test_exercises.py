@@ -21,7 +21,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from lab_processes import clean_up, ledger, survivors
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from lab_processes import clean_up, ledger, survivors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,13 +63,16 @@ def jupyterlab(tmp_path):
         target = tmp_path / "settings" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(values))
-    port, log = free_port(), open(tmp_path / "jupyterlab.log", "wb")
-    env = {**os.environ, "FLASHSALE_HOME": str(tmp_path / "home"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+    port = free_port()
+    env = {**os.environ, "FLASHSALE_HOME": str(tmp_path / "home"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
-                               "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-                               f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={notebooks}"],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    with open(tmp_path / "jupyterlab.log", "wb") as log:  # the server writes to its own copy of the file
+        server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
+                                   "--ServerApp.open_browser=False", "--ServerApp.ip=127.0.0.1",
+                                   f"--ServerApp.port={port}", f"--IdentityProvider.token={TOKEN}",
+                                   f"--ServerApp.root_dir={notebooks}"],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url, home = f"http://127.0.0.1:{port}", tmp_path / "home" / Path(NOTEBOOK).stem
     try:
         wait_for(lambda: httpx.get(f"{url}/api/status", params={"token": TOKEN}).status_code == 200, 120,
@@ -105,7 +107,8 @@ def test_notebook_03_runs_in_jupyterlab_and_the_dashboard_draws(jupyterlab):
             page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={TOKEN}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             wait_for(lambda: any(k["execution_state"] == "idle" for k in
-                                 httpx.get(f"{url}/api/kernels", params={"token": TOKEN}).json()), 120, "no idle kernel")
+                                 httpx.get(f"{url}/api/kernels", params={"token": TOKEN}).json()),
+                     120, "no idle kernel")
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 

@@ -5,7 +5,8 @@ folder, so its stack, ports and kernel are its own and a failure names the noteb
 marked NBVAL_CHECK_OUTPUT must print exactly what the notebook says (the lesson's facts); other output
 is not compared. Afterwards no process of that notebook's stack may be alive.
 
-    pytest tests/notebooks                   # the whole lab, each notebook stopping at its first failing cell (about 6 minutes here)
+    pytest tests/notebooks                   # the whole lab, each notebook stopping at its first failing cell
+                                             # (about 6 minutes here)
     pytest --nbval-lax notebooks/03-*.ipynb  # one notebook by hand (its stack goes to notebooks/.flashsale)
 """
 import os
@@ -14,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lab_processes import clean_up, ledger, survivors
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from flashsale.bench.cpu import Meter, per_unit_ms
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
 # A parent that starts a child which burns 0.3 s of CPU and exits; the parent waits for it, then idles.
-PARENT = f"import subprocess, sys, time\nsubprocess.run([sys.executable, '-c', {BURN!r}])\nprint('done', flush=True)\n" \
-         "time.sleep(30)"
+PARENT = (f"import subprocess, sys, time\nsubprocess.run([sys.executable, '-c', {BURN!r}])\n"
+          "print('done', flush=True)\ntime.sleep(30)")
 
 
 def test_a_child_that_exited_and_was_reaped_is_counted_in_its_parents_component():

@@ -28,8 +28,8 @@ def test_a_solution_region_becomes_a_stub_indented_like_its_markers():
     assert '    raise NotImplementedError("your code here' in copy
     assert copy.startswith('def reserve(redis, order_id):\n    """Reserve once."""\n    # YOUR CODE HERE')
     assert copy.endswith("def helper():\n    return 42"), "code outside the region stays"
-    assert tool.strip("Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION", markdown=True) == \
-        "Why?\n*Your answer here.*"
+    markdown = "Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION"
+    assert tool.strip(markdown, markdown=True) == "Why?\n*Your answer here.*"  # noqa: B005 (the tool's strip)
 
 
 def notebook(*cells) -> nbformat.NotebookNode:

@@ -2,6 +2,7 @@
 stock figures go out to everybody at most every STOCK_EVERY_S, and the last one always."""
 import asyncio
 import json
+from itertools import pairwise
 
 from flashsale.services.fanout import QUEUE_LIMIT, STOCK_EVERY_S, Fanout, Subscriber
 
@@ -78,7 +79,7 @@ def test_broadcasts_are_spaced_by_the_interval():
         return times
 
     times = asyncio.run(scenario())
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in pairwise(times)]
     assert times and times[0] < STOCK_EVERY_S, f"the first figure after a quiet spell waited {times[0]:.3f} s"
     assert all(gap >= STOCK_EVERY_S * 0.9 for gap in gaps), gaps
 

@@ -44,8 +44,8 @@ def serve_one(error: Exception) -> tuple[BaseException | None, Fanout, list[str]
         try:
             await asyncio.wait_for(handler, 2)
             ended = None
-        except asyncio.TimeoutError:
-            raise AssertionError("the handler listened on to a socket it can no longer send to")
+        except TimeoutError:
+            raise AssertionError("the handler listened on to a socket it can no longer send to") from None
         except BaseException as raised:
             ended = raised
         gc.collect()

@@ -17,7 +17,7 @@ class Wrong(AssertionError):
     """The learner's code runs, but does something the service must not."""
 
 
-def expect(condition: bool, message: str) -> None:
+def expect(condition: object, message: str) -> None:
     if not condition:
         raise Wrong(message)
 

@@ -12,12 +12,11 @@ services do (`kafka.member`, `kafka.ownership`): a group member on Apache Kafka,
 owner of every partition on tansu.
 """
 import threading
-import time
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres
 from flashsale.lab.checks import invariants, settle
-from flashsale.lab.exercises import Wrong, expect, passed, run_id, short
+from flashsale.lab.exercises import Wrong, expect, passed, run_id
 from flashsale.lab.load import run_buyers
 from flashsale.stack.control import Stack
 
@@ -36,7 +35,7 @@ def check(stack: Stack, handle, buyers: int = 1000, stock: int = 100, crash_ever
     try:
         race = run_buyers("gateway", settings.gateway_url, buyers, settings.product_id, progress=False,
                           users=[f"buyer-{i:05d}" for i in range(buyers)])
-        accepted = [b.order_id for b in race.accepted]
+        accepted = race.order_ids
         settled = settle(settings, accepted, timeout=60)
     finally:
         service.stop()
@@ -128,7 +127,8 @@ class OrderService(threading.Thread):
     def __init__(self, settings, handle, crash_every: int):
         super().__init__(daemon=True, name="exercise-orders")
         self.settings, self.handle, self.crash_every = settings, handle, crash_every
-        self.running, self.error, self.redelivered = True, None, 0
+        self.running, self.redelivered = True, 0
+        self.error: Exception | None = None
 
     def run(self) -> None:
         producer = kafka.reliable_producer(self.settings.kafka_bootstrap_servers)

@@ -54,7 +54,7 @@ class Sale:
     def race(self, orders: list[tuple[str, str, int]]) -> dict[str, str]:
         """(orderId, userId, quantity) from 32 threads at once; a user's orders sit side by side, so they overlap."""
         with ThreadPoolExecutor(32) as pool:
-            return dict(zip((o[0] for o in orders), pool.map(lambda o: self(*o), orders)))
+            return dict(zip((o[0] for o in orders), pool.map(lambda o: self(*o), orders), strict=True))
 
 
 def check(stack: Stack, reserve, buyers: int = 250, tries: int = 4, stock: int = 100) -> None:

@@ -98,8 +98,8 @@ def check(stack: Stack, set_status, relay_once, orders: int = 300, limit: int = 
             calls += 1
             expect(sent <= limit, f"relay_once(..., limit={limit}) published {sent} rows: at most `limit` per call")
             expect(calls <= 2 * orders // limit + 2, "relay_once keeps publishing: it must mark what it sent")
-        unsent = conn.execute("SELECT count(*) FROM outbox WHERE key LIKE %s AND sent_at IS NULL",
-                              (f"ex14-{run}-%",)).fetchone()[0]
+        unsent = postgres.scalar(conn, "SELECT count(*) FROM outbox WHERE key LIKE %s AND sent_at IS NULL",
+                                 (f"ex14-{run}-%",))
     expect(unsent == 0, f"{unsent} rows are still unsent after relay_once returned 0")
     published = _published(settings, run, expected=orders)
     lost = [order_id for order_id in ids[:orders] if order_id not in published]

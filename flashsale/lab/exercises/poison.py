@@ -58,8 +58,8 @@ def check(stack: Stack, decode_or_dead_letter, good: int = 300, timeout: float =
            "must not take its batch with it; decode each message on its own")
     passed(f"the consumer went past {len(bad)} poison messages and handled all {good} good events")
 
-    dead = {m.key().decode(): m for m in read_topic(settings, DEAD)
-            if m.key() and m.key().decode().startswith(run)}
+    dead = {raw_key.decode(): m for m in read_topic(settings, DEAD)
+            if (raw_key := m.key()) and raw_key.decode().startswith(run)}
     lost = [key for key in bad if key not in dead]
     expect(not lost, f"{len(lost)} poison messages are not in {DEAD} "
            f"({short(k[len(run) + 1:] for k in lost)}): produce each one there, with its key, so someone can look "
@@ -88,7 +88,8 @@ def consume(settings: Settings, group: str, decode, expected: set[str], producer
     settings = settings.model_copy(update={"instance": 0, "instances": 1})  # the group's only consumer
     source = kafka.member(settings, group, log_level=0)
     kafka.ownership(settings).take(source, [TOPIC])
-    handled, failures, deadline = [], 0, time.monotonic() + timeout
+    handled: list[ev.Event] = []
+    failures, deadline = 0, time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and not expected <= {e.orderId for e in handled}:
             messages = [m for m in source.consume(500, timeout=0.2) if not m.error()]

@@ -34,10 +34,12 @@ def reference(events: list[ev.Event], sale_id: int) -> dict[str, int]:
 
 
 def check(stack: Stack, sales_per_second) -> None:
-    settings, sale_id = stack.wired(), stack.sale()["saleId"]
+    settings, sale = stack.wired(), stack.sale()
+    assert sale is not None, "no sale: start one with stack.reset()"
+    sale_id = sale["saleId"]
     with postgres.connect(settings.database_url) as pg:
-        sold = pg.execute("SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s AND status = 'CONFIRMED'",
-                          (sale_id,)).fetchone()[0]
+        sold = postgres.scalar(pg, "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s "
+                                   "AND status = 'CONFIRMED'", (sale_id,))
     log = log_events(stack, ev.ORDER_EVENTS)
     expected = reference(log, sale_id)
     expect(sum(expected.values()) == sold > 0, "race a sale first (the cell above): the check needs its events")

@@ -110,7 +110,7 @@ def _race(script: Script, sale: str, orders: list[str]) -> tuple[dict, int]:
     watcher.start()
     try:
         with ThreadPoolExecutor(32) as pool:
-            answers = dict(zip(orders, pool.map(lambda o: script(sale, o), orders)))
+            answers = dict(zip(orders, pool.map(lambda o: script(sale, o), orders), strict=True))
     finally:
         done.set()
         watcher.join()
