@@ -24,12 +24,17 @@ def test_a_child_that_exited_and_was_reaped_is_counted_in_its_parents_component(
 
 
 def test_instances_of_one_service_add_up_and_the_total_is_per_unit():
-    # each waits 0.1 s (so the meter starts first), burns 0.3 s of CPU, then idles until killed
-    code = f"import time\ntime.sleep(0.1)\n{BURN}\ntime.sleep(30)"
-    instances = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    # each waits for the meter to start, burns 0.3 s of CPU, says so, then idles until killed
+    code = f"import sys, time\nsys.stdin.readline()\n{BURN}\nprint('done', flush=True)\ntime.sleep(30)"
+    instances = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
     try:
+        time.sleep(0.3)  # started up
         meter = Meter({p.pid: "inventory" for p in instances}).start()
-        time.sleep(1.5)  # two cores, or one: both have burnt their 0.3 s by now
+        for p in instances:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        assert [p.stdout.readline().strip() for p in instances] == ["done", "done"]
         spent = meter.stop()
     finally:
         for p in instances:

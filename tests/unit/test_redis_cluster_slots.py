@@ -24,11 +24,11 @@ class Recorder:
         return lambda keys, args, client: self.calls.append(list(keys))
 
     def pipeline(self, transaction=False):
-        recorder = self
+        recorder, first = self, len(self.calls)
 
         class Pipe:
-            def execute(self):
-                return [[b"RESERVED", 1]] * len(recorder.calls)
+            def execute(self):  # one reply per call made through this pipeline
+                return [[b"RESERVED", 1]] * (len(recorder.calls) - first)
         return Pipe()
 
 
