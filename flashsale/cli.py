@@ -123,13 +123,15 @@ def restart(service: str):
 
 @app.command()
 def scale(service: str, instances: int):
-    """Run N instances of a consumer service; on Apache Kafka the others keep running while the group rebalances."""
+    """Run N instances of a consumer service (on Apache Kafka the others keep running while the group rebalances),
+    or N gateways, each on a port of its own."""
     try:
         the_stack = stack()
         the_stack.scale(service, instances)
     except StackError as error:
         fail(error)
-    members = ", ".join(the_stack.processes(service))
+    running = the_stack.processes(service)
+    members = ", ".join(f"{name} {p.url}" if p.url.startswith("http") else name for name, p in running.items())
     console.print(f"{service}: {instances} running ({members})", highlight=False)
 
 

@@ -74,6 +74,7 @@ def servers(settings: Settings) -> dict[str, Server]:
 class Service:
     """A process of ours, `python -m flashsale.services.<name>`: a consumer, or an HTTP server on a port."""
     port_setting: str | None = None  # the Settings field with its port, for an HTTP service
+    scales: bool = False  # an HTTP service that runs as several processes, each on a port of its own
 
     def answers(self, url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=3).status_code == 200
@@ -85,8 +86,10 @@ SERVICES = {
     "payments": Service(),
     "notifications": Service(),
     "psp": Service("psp_port"),  # the payment provider, before those that call it
-    "gateway": Service("gateway_port"),
+    # Every gateway reads every partition of notification.events, so each one tells its own buyers everything.
+    "gateway": Service("gateway_port", scales=True),
     "shop": Service("shop_port"),
 }
 CONSUMERS = tuple(name for name, service in SERVICES.items() if service.port_setting is None)
 HTTP_SERVICES = tuple(name for name, service in SERVICES.items() if service.port_setting)
+SCALABLE = (*CONSUMERS, *(name for name, service in SERVICES.items() if service.scales))

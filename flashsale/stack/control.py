@@ -19,8 +19,19 @@ from flashsale.events import INVENTORY_EVENTS
 from flashsale.sale import Sale, current_sale, reconcile, sale_counts, start_sale
 from flashsale.settings import DEFAULT_ADMIN_TOKEN, Settings
 from flashsale.stack import components, embedded, state as table
-from flashsale.stack.components import CONSUMERS, HTTP_SERVICES, INFRA, SERVICES, Launch
-from flashsale.stack.processes import StackError, alive, family, require_free, signal_all, spawn, stop, tail, wait_until
+from flashsale.stack.components import CONSUMERS, HTTP_SERVICES, INFRA, SCALABLE, SERVICES, Launch
+from flashsale.stack.processes import (
+    StackError,
+    alive,
+    family,
+    free_port,
+    require_free,
+    signal_all,
+    spawn,
+    stop,
+    tail,
+    wait_until,
+)
 from flashsale.stack.state import Process, State
 
 HEARTBEAT_FRESH_S = 5
@@ -146,14 +157,17 @@ class Stack:
         name = service if instance == 0 else f"{service}.{instance}"
         if alive(self._pid(name)):
             return
-        if service in HTTP_SERVICES:
-            require_free(self._port(service), service)
+        env = self.service_env(instance, instances)
+        url = f"consumer {instance}"
+        if service in HTTP_SERVICES:  # the first on the configured port, more (`scale gateway N`) on free ones
+            port = self._port(service) if instance == 0 else free_port()
+            require_free(port, name)
+            env[f"FLASHSALE_{str(SERVICES[service].port_setting).upper()}"] = str(port)
+            url = f"http://127.0.0.1:{port}"
         heartbeat = kafka.heartbeat_file(self.home, service, instance)
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
         heartbeat.unlink(missing_ok=True)
-        pid = spawn([sys.executable, "-m", f"flashsale.services.{service}"], self.log_path(name),
-                    self.service_env(instance, instances))
-        url = self.service_url(service) if service in HTTP_SERVICES else f"consumer {instance}"
+        pid = spawn([sys.executable, "-m", f"flashsale.services.{service}"], self.log_path(name), env)
         state = self.load()
         state.processes[name] = Process(pid=pid, url=url, service=service, instance=instance)
         self.save(state)
@@ -236,8 +250,8 @@ class Stack:
         for name in SERVICES:
             services.setdefault(name, {"pid": None, "url": "", "healthy": False})
         for service in state.scale:
-            services[service]["instances"] = [{"name": n, "pid": services[n]["pid"], "healthy": services[n]["healthy"]}
-                                              for n in state.instances(service)]
+            services[service]["instances"] = [{"name": n, "pid": services[n]["pid"], "url": services[n]["url"],
+                                               "healthy": services[n]["healthy"]} for n in state.instances(service)]
         return {"infra": infra, "services": services, "sale": self.sale() if infra["postgres"]["healthy"]
                 and infra["redis"]["healthy"] else None}
 
@@ -344,21 +358,22 @@ class Stack:
         self._wait_healthy(services, timeout)
 
     def scale(self, service: str, instances: int, timeout: float = 60) -> None:
-        """Run `instances` copies of a consumer service.
+        """Run `instances` copies of a consumer service, or of the gateway.
 
         In a consumer group (Apache Kafka) members are added or removed and the others keep running: the group
         coordinator moves partitions to the newcomers, or from the leavers. On tansu each instance owns its
-        share of the partitions by number (i of n), so every instance restarts with the new split.
+        share of the partitions by number (i of n), so every instance restarts with the new split. More gateways
+        each get a port of their own (`status` lists them); the others keep serving.
         """
-        groups = self.settings.consumer_groups
-        most = MAX_MEMBERS if groups else self.settings.partitions
-        if service not in CONSUMERS or not 1 <= instances <= most:
-            raise StackError(f"Only consumers scale ({', '.join(CONSUMERS)}), from 1 to {most}"
-                             + ("." if groups else " on tansu (one instance per partition)."))
+        split = service in CONSUMERS and not self.settings.consumer_groups  # tansu: instance i of n
+        most = self.settings.partitions if split else MAX_MEMBERS
+        if service not in SCALABLE or not 1 <= instances <= most:
+            raise StackError(f"Only {', '.join(SCALABLE)} scale, from 1 to {most}"
+                             + (" on tansu (one instance per partition)." if split else "."))
         with self.locked():
             state = self.load()
             for name, info in sorted(state.instances(service).items(), key=lambda item: -item[1].instance):
-                if not groups or info.instance >= instances:
+                if split or info.instance >= instances:
                     stop(info.pid, info.signal)
                     del state.processes[name]
             state.scale[service] = instances
