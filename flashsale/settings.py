@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     group_protocol: Literal["consumer", "classic"] = "classic"
     instance: int = 0
     instances: int = 1
+    # How often a consumer tries a batch whose handler fails (a bug, not an outage: see adapters/dead_letters.py)
+    # before it handles the events one by one and dead-letters the one that still fails. The cost: that order
+    # stays PENDING until someone looks (`flashsale dlq`) and sends it back once fixed (`flashsale dlq --replay`).
+    handler_attempts: int = Field(5, ge=1)
 
     # Gateway protections.
     admin_token: str = DEFAULT_ADMIN_TOKEN

@@ -7,7 +7,9 @@ The loop takes its partitions in one of two ways, chosen by the broker:
 - On tansu, whose group coordinator wedges under churn (measured; see "Consumer groups, and tansu" in the
   README), instance i of n owns the partitions p with p % n == i and commits under the same group id.
 Either way offsets are committed after processing. Delivery is at least once: handlers must be safe to run
-twice, because a crash between "done" and "commit" redelivers.
+twice, because a crash between "done" and "commit" redelivers. A message that cannot be read, or whose handler
+fails `Settings.handler_attempts` times, goes to its topic's dead-letter topic (adapters/dead_letters.py), and
+the partition moves on; its order stays PENDING until someone looks (`flashsale dlq`).
 """
 import asyncio
 import atexit
@@ -24,8 +26,8 @@ from typing import Callable, Iterable, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from pydantic import ValidationError
 
+from flashsale.adapters.dead_letters import Postponed, Record, decode_or_dead_letter, isolate
 from flashsale.events import TOPICS, Event, Notification, dead_letter_topic
 from flashsale.settings import Settings
 from flashsale.stack.processes import port_open
@@ -108,11 +110,12 @@ def reliable_producer(bootstrap: str, on_s3: bool = False, **overrides) -> Produ
                      "linger.ms": 1, "message.timeout.ms": 4000, **overrides})
 
 
-def publish(producer: Producer, events: Iterable[Event | Notification], timeout: float = 10) -> None:
-    """Send events and wait until the broker has acknowledged every one, or raise."""
+def publish(producer: Producer, events: Iterable[Event | Notification | Record], timeout: float = 10) -> None:
+    """Send events (and dead letters) and wait until the broker has acknowledged every one, or raise."""
     failures = []
     for event in events:
-        producer.produce(event.topic, event.to_json(), key=event.key,
+        value, headers = (event.value, event.headers) if isinstance(event, Record) else (event.to_json(), None)
+        producer.produce(event.topic, value, key=event.key, headers=headers,
                          on_delivery=lambda err, msg: failures.extend([err] if err else []))
     if producer.flush(timeout) or failures:
         raise KafkaException(failures[0] if failures else "flush timed out")
@@ -358,18 +361,18 @@ class StopFlag:
         self.stopped = True
 
 
-class Postponed(Exception):
-    """A handler cannot finish its batch now, because something it needs is down (the payment provider): the
-    loop commits nothing, rewinds, and tries the batch again, with a warning instead of a traceback."""
-
-
 def heartbeat_file(home: Path, group: str, instance: int) -> Path:
     return home / "run" / f"{group}-{instance}.alive"
 
 
 def run_consumer(settings: Settings, group: str, topics: list[str],
                  handle: Callable[[list[Event]], Iterable[Event | Notification]], batch_size: int = 500) -> None:
-    """Consume, handle a batch, publish what it produced, then commit. Forever, until SIGTERM."""
+    """Consume, handle a batch, publish what it produced and its dead letters, then commit. Until SIGTERM.
+
+    A batch that fails is rewound and tried again. `Postponed` (an outage) is retried for as long as it lasts;
+    after `handler_attempts` other failures in a row, its events are handled one at a time and the one that
+    still fails is dead-lettered (`isolate`), so a bug costs one order, not the partition.
+    """
     stop = StopFlag()
     membership = Membership()
     source = member(settings, group, **(membership.config() if settings.consumer_groups else {}))
@@ -379,6 +382,7 @@ def run_consumer(settings: Settings, group: str, topics: list[str],
     heartbeat = heartbeat_file(settings.home, group, settings.instance)
     log.info("consuming %s as %s instance %d (%s)", topics, group, settings.instance,
              "group member" if settings.consumer_groups else f"owns p % {settings.instances} == {settings.instance}")
+    failures = 0  # how many times in a row the batch at the head of the partitions has failed
     try:
         while not stop.stopped:
             if joined():
@@ -387,14 +391,23 @@ def run_consumer(settings: Settings, group: str, topics: list[str],
             if not messages:
                 continue
             try:
-                events = decode_or_dead_letter(messages, producer)
-                publish(producer, handle(events))
+                decoded, dead = decode_or_dead_letter(messages)
+                if failures < settings.handler_attempts:
+                    out = handle([event for _, event in decoded])
+                else:
+                    out, more_dead = isolate(handle, decoded, settings.handler_attempts)
+                    dead += more_dead
+                publish(producer, [*dead, *out])  # dead letters too: nothing is committed until they are stored
                 source.commit(asynchronous=False)
+                failures = 0
             except Exception as error:
                 if isinstance(error, Postponed):
                     log.warning("batch postponed: %s", error)
                 else:
-                    log.exception("batch failed; it will be retried")
+                    failures += 1
+                    log.exception("batch failed (%d in a row; from %d, its events are handled one at a time and "
+                                  "the one that fails is dead-lettered); it will be retried",
+                                  failures, settings.handler_attempts)
                 rewind(source, messages)
                 time.sleep(0.5)
     finally:
@@ -424,20 +437,6 @@ def next_batch(source: Consumer, batch_size: int, wait: float = 0.1) -> list:
     """
     first = source.consume(1, timeout=wait)
     return first + source.consume(batch_size - 1, timeout=0) if first else first
-
-
-def decode_or_dead_letter(messages, producer: Producer) -> list[Event]:
-    """A message we cannot read goes to its topic's DLQ, so one bad message cannot block a partition."""
-    events = []
-    for message in messages:
-        try:
-            events.append(Event.model_validate_json(message.value() or b""))
-        except ValidationError as error:
-            log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
-                        error.errors()[0]["msg"])
-            producer.produce(dead_letter_topic(message.topic()), message.value(), key=message.key(),
-                             headers={"error": str(error)[:500]})
-    return events
 
 
 def rewind(source: Consumer, messages) -> None:

@@ -47,7 +47,14 @@ def main() -> None:
     tune_gc()
     settings = Settings()
     redis = redis_adapter.connect(settings.redis_url)
-    kafka.run_consumer(settings, "inventory", [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS], lambda batch: handle(redis, batch))
+
+    def handle_batch(batch: list[ev.Event]) -> list[ev.Event]:
+        try:
+            return handle(redis, batch)
+        except redis_adapter.UNAVAILABLE as error:  # wait for Redis; dead-letter nothing
+            raise kafka.Postponed(f"Redis is unavailable: {error}") from error
+
+    kafka.run_consumer(settings, "inventory", [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS], handle_batch)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,14 @@ def main() -> None:
     tune_gc()
     settings = Settings()
     redis = redis_adapter.connect(settings.redis_url)
-    kafka.run_consumer(settings, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS],
-                       lambda batch: handle(batch, lambda sale: int(redis.get(SaleKeys(sale).stock) or 0)))
+
+    def handle_batch(batch: list[ev.Event]) -> list[ev.Notification]:
+        try:
+            return handle(batch, lambda sale: int(redis.get(SaleKeys(sale).stock) or 0))
+        except redis_adapter.UNAVAILABLE as error:  # wait for Redis; dead-letter nothing
+            raise kafka.Postponed(f"Redis is unavailable: {error}") from error
+
+    kafka.run_consumer(settings, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS], handle_batch)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ is the dedupe: an insert that finds the row does nothing, a row only moves forwa
 out always tells the row's state, so a second delivery changes nothing. A whole
 batch is three statements in one transaction, however many events.
 """
+import psycopg
+
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres
 from flashsale.services import configure_logging, tune_gc
@@ -78,8 +80,11 @@ def main() -> None:
     pool = postgres.pool(settings.database_url, size=1)
 
     def handle_batch(batch: list[ev.Event]) -> list[ev.Event]:
-        with pool.connection() as conn:
-            return handle(conn, batch)
+        try:
+            with pool.connection() as conn:
+                return handle(conn, batch)
+        except psycopg.OperationalError as error:  # PostgreSQL down or restarting: wait; dead-letter nothing
+            raise kafka.Postponed(f"PostgreSQL is unavailable: {error}") from error
 
     kafka.run_consumer(settings, "orders", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS], handle_batch)
 
