@@ -170,5 +170,6 @@ def demo_qr() -> HTML:
                 "<div class='live' data-live='panel' hidden>"
                 "<p><span class='stock' data-live='stock'></span><span data-live='initial'></span> left</p>"
                 "<div class='bar'><div data-live='bar'></div></div>"
-                "<p><b data-live='confirmed'>0</b> confirmed · first: <span data-live='buyers'></span></p></div>"
+                "<p><b data-live='confirmed'>0</b> confirmed</p>"
+                "<p class='buyers'>first: <span data-live='buyers'></span></p></div>"
                 "<p class='status' data-live='status'>not connected</p></div></div>")
