@@ -44,7 +44,7 @@ def build(output: Path, notebook: Path = NOTEBOOK, url: str | None = None, run: 
                               exclude_input_prompt=True, exclude_output_prompt=True, reveal_url_prefix="data:text/css,",
                               reveal_width="1280", reveal_height="720", reveal_transition="fade")
     assets = {name.replace(".", "_"): (DECK / name).read_text() for name in
-              ("reveal.js", "reveal.css", "notes.js", "deck.css")} | {"theme_css": (DECK / "white.css").read_text()}
+              ("reveal.js", "reveal.css", "notes.js", "live.js", "deck.css")} | {"theme_css": (DECK / "white.css").read_text()}
     html, _ = exporter.from_notebook_node(nb, resources={"deck": assets})
     output.mkdir(parents=True, exist_ok=True)
     (output / "flashsale.html").write_text(html)
@@ -158,8 +158,18 @@ def flow() -> SVG:
 
 
 def demo_qr() -> HTML:
-    """The buyer page's URL and its QR code: the audience buys from their phones."""
+    """The buyer page's URL and its QR code: the audience buys from their phones.
+
+    The deck's `live.js` fills in the panel from that same gateway's WebSocket as they buy: stock left,
+    orders confirmed, the first buyers. With no gateway in reach the panel stays hidden: "not connected".
+    """
     url = os.environ.get("FLASHSALE_SLIDES_URL") or live.buyer_url(Settings().gateway_port)
-    return HTML(f"<div id='flashsale-demo' class='demo'>{live.qr_svg(url, scale=12)}"
-                f"<div><p>Scan, or open</p><p class='url'>{escape(url)}</p><p>and press <b>Buy Now</b>.</p></div>"
-                "</div>")
+    return HTML(f"<div id='flashsale-demo' class='demo' data-gateway='{escape(url)}' "
+                f"data-product='{escape(Settings().product_id)}'>{live.qr_svg(url, scale=12)}"
+                f"<div><p>Scan, or open</p><p class='url'>{escape(url)}</p><p>and press <b>Buy Now</b>.</p>"
+                "<div class='live' data-live='panel' hidden>"
+                "<p><span class='stock' data-live='stock'></span><span data-live='initial'></span> left</p>"
+                "<div class='bar'><div data-live='bar'></div></div>"
+                "<p><b data-live='confirmed'>0</b> confirmed</p>"
+                "<p class='buyers'>first: <span data-live='buyers'></span></p></div>"
+                "<p class='status' data-live='status'>not connected</p></div></div>")
