@@ -43,8 +43,9 @@ def build(output: Path, notebook: Path = NOTEBOOK, url: str | None = None, run: 
     exporter = SlidesExporter(template_name="flashsale", extra_template_basedirs=[str(DECK)], exclude_input=True,
                               exclude_input_prompt=True, exclude_output_prompt=True, reveal_url_prefix="data:text/css,",
                               reveal_width="1280", reveal_height="720", reveal_transition="fade")
-    assets = {name.replace(".", "_"): (DECK / name).read_text() for name in
-              ("reveal.js", "reveal.css", "notes.js", "live.js", "deck.css")} | {"theme_css": (DECK / "white.css").read_text()}
+    files = ("reveal.js", "reveal.css", "notes.js", "live.js", "deck.css")
+    assets = {name.replace(".", "_"): (DECK / name).read_text() for name in files}
+    assets["theme_css"] = (DECK / "white.css").read_text()
     html, _ = exporter.from_notebook_node(nb, resources={"deck": assets})
     output.mkdir(parents=True, exist_ok=True)
     (output / "flashsale.html").write_text(html)
