@@ -26,6 +26,18 @@ end
 redis.call('HSET', KEYS[2], ARGV[1], decision)
 return {decision, stock}
 """
+# Rule 3 half kept: a reservation is remembered, a refusal is not; the answer stays right while the stock is 0.
+REMEMBERS_ONLY_RESERVATIONS = """
+local decided = redis.call('HGET', KEYS[2], ARGV[1])
+local stock = tonumber(redis.call('GET', KEYS[1]) or '0')
+if decided then return {decided, stock} end
+if stock >= tonumber(ARGV[2]) then
+  stock = redis.call('DECRBY', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], 'RESERVED')
+  return {'RESERVED', stock}
+end
+return {'SOLD_OUT', stock}
+"""
 SEED = """
 local left = redis.call('DECRBY', KEYS[1], ARGV[2])
 if left < 0 then redis.call('INCRBY', KEYS[1], ARGV[2]); return {'SOLD_OUT', left + tonumber(ARGV[2])} end
@@ -45,7 +57,8 @@ def fails(check, *args, saying: str) -> str:
     (RESERVE.replace("stock >= tonumber(ARGV[2])", "stock > 0"), "covers the quantity before it decrements"),
     (RESERVE.replace("if stock >= tonumber(ARGV[2]) then", "if true then"), "stock went below zero"),
     (RESERVE.replace("return {decision, stock}", "return decision"), "a table of two"),
-], ids=["seed-decr-then-incr", "stock-above-zero", "no-check", "wrong-reply"])
+    (REMEMBERS_ONLY_RESERVATIONS, "Record SOLD_OUT too"),
+], ids=["seed-decr-then-incr", "stock-above-zero", "no-check", "wrong-reply", "remembers-only-reservations"])
 def test_reservation_check_catches(stack, script, saying):
     fails(reservation.check, stack, script, saying=saying)
 
