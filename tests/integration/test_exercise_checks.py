@@ -270,20 +270,31 @@ def test_ratelimit_check_catches(stack, allow, saying):
     fails(ratelimit.check, stack, allow, saying=saying)
 
 
-NO_EXPIRE = """
+BUCKET = """
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(bucket[1]) or burst
-tokens = math.min(burst, tokens + math.max(0, now - (tonumber(bucket[2]) or now)) * rate)
+local at = tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
 local allowed = 0
 if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', math.max(now, at))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return allowed
 """
 
 
-def test_ratelimit_check_catches_buckets_that_never_expire(stack):
+def bucket_in_lua(source: str):
     def allow(redis, client, rate, burst, now):
-        return bool(redis.register_script(NO_EXPIRE)(keys=[f"ratelimit:{client}"], args=[rate, burst, now]))
+        return bool(redis.register_script(source)(keys=[f"ratelimit:{client}"], args=[rate, burst, now]))
+    return allow
 
-    fails(ratelimit.check, stack, allow, saying="never expire")
+
+@pytest.mark.parametrize("source, saying", [
+    (BUCKET.replace("redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)\n", ""), "never expire"),
+    # Each gateway passes its own clock: the last writer's `at` wins, even when that clock is behind.
+    (BUCKET.replace("'at', math.max(now, at)", "'at', now"), "Never move `at` back"),
+    (BUCKET.replace("math.max(0, now - at)", "(now - at)"), "time that runs backwards took tokens away"),
+], ids=["no-expire", "slow-clock-sets-at-back", "slow-clock-refills-backwards"])
+def test_ratelimit_check_catches_wrong_buckets_in_lua(stack, source, saying):
+    fails(ratelimit.check, stack, bucket_in_lua(source), saying=saying)
