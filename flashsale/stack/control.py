@@ -283,15 +283,21 @@ class Stack:
         A stalled database or a frozen consumer: alive, holding its connections, answering nothing. Blocks for
         `seconds`; resumes also when interrupted.
         """
+        with self.frozen(name) as pids:
+            time.sleep(seconds)
+        return pids
+
+    @contextmanager
+    def frozen(self, name: str):
+        """A component frozen (SIGSTOP) while the block runs, resumed (SIGCONT) when it ends, however it ends."""
         frozen = [pid for info in self.processes(name).values() if alive(info.pid) for pid in family(info.pid)]
         if not frozen:
             raise StackError(f"Nothing to pause: {name!r} is not running (one of {', '.join((*SERVICES, *INFRA))}).")
         signal_all(frozen, signal.SIGSTOP)  # parents first: a stopped server starts no new child
         try:
-            time.sleep(seconds)
+            yield frozen
         finally:
             signal_all(frozen, signal.SIGCONT)
-        return frozen
 
     def restart(self, name: str, timeout: float = 60) -> None:
         with self.locked():

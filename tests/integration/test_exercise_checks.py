@@ -26,6 +26,18 @@ end
 redis.call('HSET', KEYS[2], ARGV[1], decision)
 return {decision, stock}
 """
+# Rule 3 half kept: a reservation is remembered, a refusal is not; the answer stays right while the stock is 0.
+REMEMBERS_ONLY_RESERVATIONS = """
+local decided = redis.call('HGET', KEYS[2], ARGV[1])
+local stock = tonumber(redis.call('GET', KEYS[1]) or '0')
+if decided then return {decided, stock} end
+if stock >= tonumber(ARGV[2]) then
+  stock = redis.call('DECRBY', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], 'RESERVED')
+  return {'RESERVED', stock}
+end
+return {'SOLD_OUT', stock}
+"""
 SEED = """
 local left = redis.call('DECRBY', KEYS[1], ARGV[2])
 if left < 0 then redis.call('INCRBY', KEYS[1], ARGV[2]); return {'SOLD_OUT', left + tonumber(ARGV[2])} end
@@ -45,7 +57,8 @@ def fails(check, *args, saying: str) -> str:
     (RESERVE.replace("stock >= tonumber(ARGV[2])", "stock > 0"), "covers the quantity before it decrements"),
     (RESERVE.replace("if stock >= tonumber(ARGV[2]) then", "if true then"), "stock went below zero"),
     (RESERVE.replace("return {decision, stock}", "return decision"), "a table of two"),
-], ids=["seed-decr-then-incr", "stock-above-zero", "no-check", "wrong-reply"])
+    (REMEMBERS_ONLY_RESERVATIONS, "Record SOLD_OUT too"),
+], ids=["seed-decr-then-incr", "stock-above-zero", "no-check", "wrong-reply", "remembers-only-reservations"])
 def test_reservation_check_catches(stack, script, saying):
     fails(reservation.check, stack, script, saying=saying)
 
@@ -110,26 +123,79 @@ def test_poison_check_catches(stack, decode, saying):
 INSERT = ("INSERT INTO orders (order_id, sale_id, user_id, product_id, quantity, status) "
           "VALUES (%s, %s, %s, %s, %s, 'PENDING')")
 GUARDED = "UPDATE orders SET status = %s, reason = %s WHERE order_id = %s AND status = 'PENDING'"
+FINAL = {ev.STOCK_RESERVED: "CONFIRMED", ev.STOCK_INSUFFICIENT: "CANCELLED"}
+ANNOUNCE = {"PENDING": ev.ORDER_SAVED, "CONFIRMED": ev.ORDER_CONFIRMED, "CANCELLED": ev.ORDER_CANCELLED}
 
 
 def orders_handler(insert: str, update: str, announce_row: bool = True):
     """A handler of the orders table made of these two statements; it announces what the row says (or the event)."""
-    final = {ev.STOCK_RESERVED: "CONFIRMED", ev.STOCK_INSUFFICIENT: "CANCELLED"}
-    announce = {"PENDING": ev.ORDER_SAVED, "CONFIRMED": ev.ORDER_CONFIRMED, "CANCELLED": ev.ORDER_CANCELLED}
-
     def handle(conn, event):
         if event.type == ev.ORDER_CREATED:
             conn.execute(insert, (event.orderId, event.saleId, event.userId, event.productId, event.quantity))
-        elif event.type in final:
-            conn.execute(update, (final[event.type], event.reason, event.orderId))
+        elif event.type in FINAL:
+            conn.execute(update, (FINAL[event.type], event.reason, event.orderId))
         else:
             return None
         row = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
         if row is None:
             return None
-        said = "PENDING" if event.type == ev.ORDER_CREATED else final[event.type]
-        return event.next(announce[row[0] if announce_row else said])
+        said = "PENDING" if event.type == ev.ORDER_CREATED else FINAL[event.type]
+        return event.next(ANNOUNCE[row[0] if announce_row else said])
     return handle
+
+
+def announces_only_changes(conn, event):
+    """Announces a change only when its own statement made one (rowcount): a repeated decision announces nothing."""
+    if event.type == ev.ORDER_CREATED:
+        changed = conn.execute(INSERT + " ON CONFLICT (order_id) DO NOTHING",
+                               (event.orderId, event.saleId, event.userId, event.productId, event.quantity)).rowcount
+        return event.next(ev.ORDER_SAVED) if changed else None
+    if event.type in FINAL:
+        changed = conn.execute(GUARDED, (FINAL[event.type], event.reason, event.orderId)).rowcount
+        return event.next(ANNOUNCE[FINAL[event.type]]) if changed else None
+    return None
+
+
+def announces_a_new_order_every_time(conn, event):
+    """The table's first line taken literally: order.created -> order.saved, whatever the row says."""
+    said = orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED)(conn, event)
+    return event.next(ev.ORDER_SAVED) if event.type == ev.ORDER_CREATED else said
+
+
+def remembers_in_memory():
+    """Dedupe by eventId in a set: right as long as no batch ever fails, and the process never restarts."""
+    seen = set()
+    plain = orders_handler(INSERT, GUARDED)
+
+    def handle(conn, event):
+        if event.eventId in seen:
+            row = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
+            return event.next(ANNOUNCE[row[0]]) if row and event.type in FINAL else None
+        seen.add(event.eventId)
+        return plain(conn, event)
+    return handle
+
+
+def checks_then_inserts(conn, event):
+    """Is the row there? If not, insert it: two statements, with a gap between them."""
+    if event.type == ev.ORDER_CREATED and conn.execute("SELECT 1 FROM orders WHERE order_id = %s",
+                                                       (event.orderId,)).fetchone():
+        return orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED)(conn, event)
+    return orders_handler(INSERT, GUARDED)(conn, event)
+
+
+def checks_then_updates(conn, event):
+    """Is the row PENDING? Then update it: right one at a time, wrong when two decisions come at once."""
+    if event.type in FINAL:
+        row = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
+        if row is not None and row[0] == "PENDING":
+            conn.execute("UPDATE orders SET status = %s, reason = %s WHERE order_id = %s",
+                         (FINAL[event.type], event.reason, event.orderId))
+        if row is None:
+            return None
+        now = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()[0]
+        return event.next(ANNOUNCE[now])
+    return orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED)(conn, event)
 
 
 @pytest.mark.parametrize("handle, saying", [
@@ -138,15 +204,27 @@ def orders_handler(insert: str, update: str, announce_row: bool = True):
      "moved a CONFIRMED order back to PENDING"),
     (orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED.replace(" AND status = 'PENDING'", "")),
      "only a PENDING row may move"),
+    (announces_a_new_order_every_time, "must not announce order.saved again"),
     (orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED, announce_row=False),
-     "must not announce order.saved again"),
-], ids=["plain-insert", "upsert", "unguarded-update", "announces-created-again"])
+     "announce what the row says, not what the event asked for"),
+    (announces_only_changes, "The first announcement may never have left"),
+    (remembers_in_memory(), "remembered the event outside the database"),
+    (checks_then_inserts, "let one statement check and act"),
+    (checks_then_updates, "let the UPDATE check for itself"),
+], ids=["plain-insert", "upsert", "unguarded-update", "announces-created-again", "announces-the-event",
+        "announces-only-changes", "remembers-in-memory", "checks-then-inserts", "checks-then-updates"])
 def test_consumer_check_catches(wired, handle, saying):
     """By hand only: the session's stack runs a real order service, so the check's own would compete with it."""
-    from flashsale.adapters import postgres
+    fails(consumer.by_hand, wired.database_url, handle, f"wrong-{uuid.uuid4().hex[:6]}", saying=saying)
 
-    with postgres.connect(wired.database_url) as conn:
-        fails(consumer.by_hand, conn, handle, f"wrong-{uuid.uuid4().hex[:6]}", saying=saying)
+
+def test_consumer_check_shows_a_sql_error_on_the_first_delivery_as_it_is(wired):
+    """A typo in the SQL is not a redelivery problem: the learner sees PostgreSQL's own words about it."""
+    handle = orders_handler(INSERT.replace("quantity, status", "quantity, state"), GUARDED)
+    with pytest.raises(psycopg.errors.UndefinedColumn) as error:
+        consumer.by_hand(wired.database_url, handle, f"typo-{uuid.uuid4().hex[:6]}")
+    assert "safe to run twice" not in str(error.value)
+    assert "the first order.created" in "".join(getattr(error.value, "__notes__", []))
 
 
 def set_status_in_two_transactions(conn, order_id, status, reason=None):
@@ -167,6 +245,7 @@ def set_status(conn, order_id, status, reason=None):
 
 
 def relay(mark_first: bool = False, wait: bool = True):
+    """A relay that never asks for delivery reports: it trusts flush() (when it waits at all) to tell it all."""
     def relay_once(conn, producer, limit=100):
         with conn.transaction():
             rows = conn.execute("SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL ORDER BY id "
@@ -175,8 +254,8 @@ def relay(mark_first: bool = False, wait: bool = True):
                 conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
         for _, topic, key, payload in rows:
             producer.produce(topic, payload.encode(), key=key)
-        if wait:
-            producer.flush(10)
+        if wait and producer.flush(10):
+            raise RuntimeError("the broker did not take the whole batch")
         if not mark_first:
             conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
         return len(rows)
@@ -185,9 +264,10 @@ def relay(mark_first: bool = False, wait: bool = True):
 
 @pytest.mark.parametrize("set_status_, relay_once, saying", [
     (set_status_in_two_transactions, relay(), "must commit together or not at all"),
-    (set_status, relay(mark_first=True), "events were lost"),
-    (set_status, relay(wait=False), "events were lost"),
-], ids=["two-transactions", "mark-then-publish", "fire-and-forget"])
+    (set_status, relay(mark_first=True), "Mark rows sent only once the broker has acknowledged them"),
+    (set_status, relay(wait=False), "Mark rows sent only once the broker has acknowledged them"),
+    (set_status, relay(), "a failure is reported only to the delivery callback"),
+], ids=["two-transactions", "mark-then-publish", "fire-and-forget", "trusts-flush"])
 def test_outbox_check_catches(stack, set_status_, relay_once, saying):
     fails(outbox.check, stack, set_status_, relay_once, saying=saying)
 
@@ -257,20 +337,31 @@ def test_ratelimit_check_catches(stack, allow, saying):
     fails(ratelimit.check, stack, allow, saying=saying)
 
 
-NO_EXPIRE = """
+BUCKET = """
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(bucket[1]) or burst
-tokens = math.min(burst, tokens + math.max(0, now - (tonumber(bucket[2]) or now)) * rate)
+local at = tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
 local allowed = 0
 if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', math.max(now, at))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return allowed
 """
 
 
-def test_ratelimit_check_catches_buckets_that_never_expire(stack):
+def bucket_in_lua(source: str):
     def allow(redis, client, rate, burst, now):
-        return bool(redis.register_script(NO_EXPIRE)(keys=[f"ratelimit:{client}"], args=[rate, burst, now]))
+        return bool(redis.register_script(source)(keys=[f"ratelimit:{client}"], args=[rate, burst, now]))
+    return allow
 
-    fails(ratelimit.check, stack, allow, saying="never expire")
+
+@pytest.mark.parametrize("source, saying", [
+    (BUCKET.replace("redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)\n", ""), "never expire"),
+    # Each gateway passes its own clock: the last writer's `at` wins, even when that clock is behind.
+    (BUCKET.replace("'at', math.max(now, at)", "'at', now"), "Never move `at` back"),
+    (BUCKET.replace("math.max(0, now - at)", "(now - at)"), "time that runs backwards took tokens away"),
+], ids=["no-expire", "slow-clock-sets-at-back", "slow-clock-refills-backwards"])
+def test_ratelimit_check_catches_wrong_buckets_in_lua(stack, source, saying):
+    fails(ratelimit.check, stack, bucket_in_lua(source), saying=saying)

@@ -3,10 +3,12 @@
 The learner writes `set_status(conn, order_id, status, reason) -> bool` (the state change
 and its outbox row, in one transaction) and `relay_once(conn, producer, limit) -> int`
 (publish at most `limit` unsent rows, wait for the broker, mark them sent). The check
-runs them against the real PostgreSQL and broker: it breaks transactions half-way, and
-kills the relay's process with SIGKILL twice, once before the broker has the batch and
-once after it has it but before the rows are marked. Nothing may be lost; duplicates
-are allowed only for a batch in flight at a crash (at least once).
+runs them against the real PostgreSQL and broker: it breaks transactions half-way; it
+freezes the broker (SIGSTOP) while the relay publishes, so that every message of a batch
+fails, as the delivery callback reports; and it kills the relay's process with SIGKILL
+twice, once before the broker has the batch and once after it has it but before the rows
+are marked. Nothing may be lost; duplicates are allowed only for a batch in flight at a
+crash (at least once).
 """
 import json
 import os
@@ -38,6 +40,7 @@ CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
 """
 SALE = 2**31 - 14  # the check's orders belong to a sale of their own: they count in no real sale's figures
 STATUS_EVENT = {"CONFIRMED": ev.ORDER_CONFIRMED, "CANCELLED": ev.ORDER_CANCELLED}
+UNANSWERED_MS = 2000  # how long the relay's producer waits for a frozen broker before it reports a failure
 
 
 def create_outbox(stack: Stack) -> str:
@@ -84,6 +87,7 @@ def check(stack: Stack, set_status, relay_once, orders: int = 300, limit: int = 
     with postgres.connect(settings.database_url) as conn:
         sent = relay_once(conn, _producer(settings), limit=1)  # a first call here: a mistake shows its traceback
         expect(sent == 1, f"relay_once(conn, producer, limit=1) must publish 1 row and return 1; it returned {sent!r}")
+        unanswered(stack, conn, relay_once, limit)
     for crash in ("before_flush", "after_flush"):
         code, error = _relay_process(settings, relay_once, limit, crash)
         expect(error is None, f"your relay failed in the relay's process:\n{error}")
@@ -98,8 +102,7 @@ def check(stack: Stack, set_status, relay_once, orders: int = 300, limit: int = 
             calls += 1
             expect(sent <= limit, f"relay_once(..., limit={limit}) published {sent} rows: at most `limit` per call")
             expect(calls <= 2 * orders // limit + 2, "relay_once keeps publishing: it must mark what it sent")
-        unsent = postgres.scalar(conn, "SELECT count(*) FROM outbox WHERE key LIKE %s AND sent_at IS NULL",
-                                 (f"ex14-{run}-%",))
+        unsent = _unsent(conn, f"ex14-{run}-")
     expect(unsent == 0, f"{unsent} rows are still unsent after relay_once returned 0")
     published = _published(settings, run, expected=orders)
     lost = [order_id for order_id in ids[:orders] if order_id not in published]
@@ -110,6 +113,51 @@ def check(stack: Stack, set_status, relay_once, orders: int = 300, limit: int = 
            f"duplicates only for the batch in flight at a crash (here at most {2 * limit})")
     passed(f"all {orders} events reached {ev.ORDER_EVENTS}; {len(twice)} twice, all from a batch in flight at a crash")
     print("All checks passed: the state change and its event commit together; the relay delivers at least once.")
+
+
+def unanswered(stack: Stack, conn, relay_once, limit: int) -> None:
+    """The broker stops answering (frozen, as in a long GC pause or a network partition) while the relay publishes:
+    every message of the batch fails, reported through the delivery callback, and no row may be marked sent (of
+    this run or, left by an earlier one, of any other: the relay takes the oldest first)."""
+    unsent = _unsent(conn)
+    producer = WatchedProducer({**_config(stack.wired().kafka_bootstrap_servers), "linger.ms": 5,
+                                "message.timeout.ms": UNANSWERED_MS})
+    with stack.frozen("kafka"):
+        try:
+            said = f"returned {relay_once(conn, producer, limit=limit)!r}"
+        except Exception as error:  # noqa: BLE001  (the relay's own "the broker did not take the batch" is right)
+            said = f"raised {type(error).__name__}: {error}"
+    marked = unsent - _unsent(conn)
+    why = f" ({producer.failures[0]})" if producer.failures else ""
+    expect(marked == 0, f"the broker stopped answering for a while, and every message of the batch failed{why}; yet "
+           f"your relay marked {marked} rows sent, so those events are lost. Mark rows sent only once the broker has "
+           "acknowledged them: flush() returns how many messages are still waiting, not how many failed, and a "
+           "failure is reported only to the delivery callback (on_delivery). Raise if it reported one")
+    passed(f"the broker stopped answering for {UNANSWERED_MS / 1000:g} s: {len(producer.failures)} messages failed, "
+           f"no row was marked sent (your relay {said})")
+
+
+class WatchedProducer(Producer):
+    """A real producer that also notes, for the check's report, each delivery failure it tells the relay about."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.failures: list[str] = []
+
+    def produce(self, *args, on_delivery=None, callback=None, **kwargs):
+        told = on_delivery or callback
+
+        def report(error, message):
+            if error is not None:
+                self.failures.append(error.str())
+            if told is not None:
+                told(error, message)
+        return super().produce(*args, on_delivery=report, **kwargs)  # type: ignore[misc]  # a subclass's hook
+
+
+def _unsent(conn, key_prefix: str = "") -> int:
+    return postgres.scalar(conn, "SELECT count(*) FROM outbox WHERE key LIKE %s AND sent_at IS NULL",
+                           (f"{key_prefix}%",))
 
 
 def same_transaction(conn, set_status, ids: list[str]) -> None:

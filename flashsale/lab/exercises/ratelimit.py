@@ -12,6 +12,7 @@ from flashsale.lab.exercises import expect, passed, run_id
 from flashsale.stack.control import Stack
 
 T0 = 1024.0  # times are sums of powers of two, so every refill is exact in floating point
+SKEW = 0.25  # how far one gateway's clock runs behind another's: 2 tokens at 8/s
 
 
 def check(stack: Stack, allow) -> None:
@@ -39,6 +40,19 @@ def check(stack: Stack, allow) -> None:
     expect(ask("alice", T0 + 10, 5) == [True] * 4 + [False], "after a long pause a client gets `burst` requests, "
            "not more: tokens = min(burst, ...)")
     passed("tokens refill at `rate`, never above `burst`, and a refused request keeps its refill")
+
+    # The same instants, read on two gateways: the second's clock runs a quarter of a second behind the first's.
+    fast, slow = T0 + 40, T0 + 40 - SKEW
+    expect(ask("carol", fast, 5) == [True] * 4 + [False], "a new client's burst of 4 must pass, the 5th not")
+    expect(ask("carol", slow) == [False], f"a gateway whose clock runs {SKEW} s behind let a request through an "
+           "empty bucket: no time has passed for the bucket, whatever that clock says")
+    expect(ask("carol", fast) == [False], f"a gateway whose clock runs {SKEW} s behind asked, and at that same instant "
+           f"the next gateway let a request through an empty bucket: the slow one wrote its earlier time as the "
+           f"bucket's `at`, so the next one refilled those {SKEW} s again. Never move `at` back: max(at, now)")
+    expect(ask("carol", fast + 0.125) == [True], "an eighth of a second later one token is back, whatever a slow "
+           "gateway did in between; yours refused it: time that runs backwards took tokens away. Refill by "
+           "max(0, now - at)")
+    passed(f"two gateways whose clocks differ by {SKEW} s: no extra tokens, none lost")
 
     now = T0 + 20
     with ThreadPoolExecutor(16) as gateways:

@@ -95,6 +95,16 @@ def check(stack: Stack, lua: str, buyers: int = 1000, stock: int = 100) -> None:
            f"redelivery took stock again: {len(half)} orders delivered twice left {script.stock('twice')} of {stock}, "
            f"not {stock - len(half)}: an orderId seen before must get its first decision back and take nothing")
     passed(f"every order delivered twice: the same {buyers:,} answers, no phone taken twice")
+
+    script.start("back", 1)
+    script("back", "greedy", 2)
+    script.start("back", 3)  # a cancelled order gave its units back; then the refused order is delivered again
+    decision, _ = script("back", "greedy", 2)
+    expect(decision == "SOLD_OUT" and script.stock("back") == 3,
+           f"an order refused SOLD_OUT and delivered again after units came back (3 left) was answered {decision} "
+           f"and left {script.stock('back')}: the order service has already cancelled it, so that phone is gone to "
+           "nobody. Record SOLD_OUT too (HSET), and give every recorded decision back")
+    passed("a refused order delivered again is refused again, even when stock came back")
     print("All checks passed: this is the rule the inventory service runs (flashsale/rules/reserve.lua).")
 
 
