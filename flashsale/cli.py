@@ -47,10 +47,13 @@ def up(infra: Optional[str] = typer.Option(None, help="embedded | docker | exter
        broker: Optional[str] = typer.Option(None, help="The embedded broker: tansu (the default, zero install) "
                                                         "or kafka (Apache Kafka 4.x: `flashsale kafka install`)."),
        durable: bool = typer.Option(False, help="Embedded tansu on S3 storage (SeaweedFS): survives a crash."),
+       kafka_nodes: Optional[int] = typer.Option(None, help="Apache Kafka nodes: 1, or 3 (each a controller and a "
+                                                            "broker; 3 replicas, min.insync.replicas 2)."),
        public: bool = typer.Option(False, help="Live mode: listen on all interfaces for an audience."),
        stock: Optional[int] = typer.Option(None, help="Start a new sale with this stock.")):
     """Start the infrastructure and every service; wait until all are healthy."""
-    the_stack = stack_or_fail(infra=infra, broker=broker, durable=durable or None, public=public)
+    the_stack = stack_or_fail(infra=infra, broker=broker, durable=durable or None, public=public,
+                              kafka_nodes=kafka_nodes)
     try:
         status_ = the_stack.up(stock=stock)
     except StackError as error:

@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     # The embedded Kafka: tansu (zero install, the default) or Apache Kafka 4.x (`flashsale kafka install`).
     broker: Literal["tansu", "kafka"] = "tansu"
     durable: bool = False  # embedded tansu on S3 storage (SeaweedFS) instead of memory; Apache Kafka is on disk
-    kafka_heap_mb: int = 512  # the embedded Apache Kafka's JVM heap
+    kafka_heap_mb: int = 512  # the embedded Apache Kafka's JVM heap (each node's)
+    # Apache Kafka nodes: 1, or 3 (each a controller and a broker; topics with 3 replicas, min.insync.replicas 2).
+    kafka_nodes: int = 1
 
     # Infrastructure addresses. The launcher fills them in for the services it starts.
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
@@ -82,6 +84,19 @@ class Settings(BaseSettings):
     rate_limit_burst: int = 20
     max_body_bytes: int = 16 * 1024
     cors_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def _nodes_are_apache_kafkas(self) -> "Settings":
+        if self.kafka_nodes not in (1, 3):
+            raise ValueError("kafka_nodes: 1, or 3 (a quorum of three controllers, two of which may not both die)")
+        if self.kafka_nodes > 1 and (self.broker != "kafka" or self.infra != "embedded"):
+            raise ValueError("several Kafka nodes (--kafka-nodes) need the embedded Apache Kafka: --broker kafka")
+        return self
+
+    @property
+    def replicas(self) -> int:
+        """Copies of each partition: one per embedded Kafka node."""
+        return self.kafka_nodes if self.infra == "embedded" else 1
 
     @model_validator(mode="after")
     def _public_mode_is_protected(self) -> "Settings":

@@ -1,8 +1,10 @@
-"""Apache Kafka, embedded: one KRaft node, broker and controller in one, as a child process on loopback.
+"""Apache Kafka, embedded: one KRaft node, broker and controller in one, as a child process on loopback;
+or three such nodes (`--kafka-nodes 3`), each a controller and a broker, every partition on all three.
 
 It runs from Kafka's own jars (`flashsale kafka install` puts them in the user's cache) with Java 17+:
 `kafka.tools.StorageTool format --standalone` once, then `kafka.Kafka server.properties`. Its data stays
-under `<home>/kafka`, so a restart, or a `kill -9`, keeps the log and every group's offsets.
+under `<home>/kafka` (`<home>/kafka-N` for node N), so a restart, or a `kill -9`, keeps the log and every
+group's offsets.
 """
 import base64
 import uuid
@@ -22,6 +24,27 @@ ONE_NODE = {
     # 50 partitions each by default: a handful of groups needs few, and each one costs start-up time.
     "offsets.topic.num.partitions": 3,
     "transaction.state.log.num.partitions": 3,
+}
+
+# Three nodes: every partition has three replicas, and a write acknowledged with acks=all is on at least two of
+# them (`min.insync.replicas`): one node can die without losing an acknowledged event, and with two down the
+# producers get no acknowledgement (NOT_ENOUGH_REPLICAS), so the gateway answers 503, never 202.
+THREE_NODES = {
+    "default.replication.factor": 3,
+    "min.insync.replicas": 2,
+    "offsets.topic.replication.factor": 3,
+    "transaction.state.log.replication.factor": 3,
+    "transaction.state.log.min.isr": 2,
+    "share.coordinator.state.topic.replication.factor": 3,
+    "share.coordinator.state.topic.min.isr": 2,
+    "offsets.topic.num.partitions": 3,
+    "transaction.state.log.num.partitions": 3,
+    # The controllers notice a dead node after 3 s of silence (9 s by default), and only then move its partitions'
+    # leadership, the groups' coordinator among them. That must take less than the members' 6 s session: measured
+    # here with the default, killing the node that coordinated the groups left every service dead, fenced
+    # (FENCED_INSTANCE_ID) when it rejoined after its session had expired.
+    "broker.session.timeout.ms": 3000,
+    "broker.heartbeat.interval.ms": 500,
 }
 
 # Groups, chosen for a lab where a member is killed on purpose and the room watches what happens next.
@@ -64,6 +87,65 @@ def server_properties(data: Path, broker: int, controller: int) -> dict[str, obj
         "log.dirs": str(data),
         **ONE_NODE, **LAB_GROUPS, **TOPICS,
     }
+
+
+def cluster_ports(nodes: int) -> dict[str, int]:
+    """Every node's two ports, chosen together: each node's configuration names all the controllers."""
+    chosen = free_ports(2 * nodes)
+    return {**{f"broker-{n}": chosen[n - 1] for n in range(1, nodes + 1)},
+            **{f"controller-{n}": chosen[nodes + n - 1] for n in range(1, nodes + 1)}}
+
+
+def node_properties(node: int, data: Path, ports: dict[str, int]) -> dict[str, object]:
+    """Node `node` of a cluster: a static quorum of every node's controller (`controller.quorum.voters`)."""
+    nodes = len(ports) // 2
+    voters = ",".join(f"{n}@127.0.0.1:{ports[f'controller-{n}']}" for n in range(1, nodes + 1))
+    return {
+        **server_properties(data, ports[f"broker-{node}"], ports[f"controller-{node}"]),
+        "node.id": node,
+        "controller.quorum.voters": voters,
+        "controller.quorum.bootstrap.servers": None,  # the voters are static: every node knows them all
+        **THREE_NODES,
+    }
+
+
+def start_cluster(home: Path, ports: dict[str, int], settings: Settings) -> Started:
+    """Format every node (in parallel), start them all, and return the cluster: its address lists every node."""
+    import subprocess
+
+    nodes = len(ports) // 2
+    cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    formats = []
+    for node in range(1, nodes + 1):
+        config, log = _write_node(home, node, ports)
+        if not (config.parent / "data" / "meta.properties").exists():
+            with open(log, "ab") as out:
+                formats.append((log, subprocess.Popen(kafka_dist.command(
+                    "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(config), heap_mb=128),
+                    stdout=out, stderr=subprocess.STDOUT)))
+    for log, formatting in formats:
+        if formatting.wait():
+            raise StackError(f"formatting a Kafka node's storage failed: see {log}")
+    parts = {f"kafka-{node}": start_node(home, node, settings, ports) for node in range(1, nodes + 1)}
+    return Started(parts["kafka-1"].pid, ",".join(part.url for part in parts.values()), parts=parts)
+
+
+def start_node(home: Path, node: int, settings: Settings, ports: dict[str, int]) -> Started:
+    """Start node `node` of a formatted cluster (again, after a kill): its address is its PLAINTEXT listener."""
+    config, log = _write_node(home, node, ports)
+    pid = spawn(kafka_dist.command("kafka.Kafka", str(config), heap_mb=settings.kafka_heap_mb, jvm=JVM), log)
+    return Started(pid, f"127.0.0.1:{ports[f'broker-{node}']}")
+
+
+def _write_node(home: Path, node: int, ports: dict[str, int]) -> tuple[Path, Path]:
+    folder = home / f"kafka-{node}"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "server.properties"
+    properties = node_properties(node, folder / "data", ports)
+    config.write_text("".join(f"{key}={value}\n" for key, value in properties.items() if value is not None))
+    log = home / "logs" / f"kafka-{node}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return config, log
 
 
 def start(home: Path, ports: dict[str, int], settings: Settings) -> Started:

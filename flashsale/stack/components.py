@@ -32,6 +32,8 @@ class Server:
     needs: tuple[str, ...] = ()  # servers that must run first; their addresses come in `Launch.needs`
     starts_within: float = 60  # seconds, on a busy 2-core machine
     forgets_on_restart: bool = False  # memory storage: it comes back empty
+    # A server of several processes (`Started.parts`, "kafka-2"): how one part starts again, alone
+    restart_part: Callable[[Launch, str], Started] | None = None
 
 
 def _postgres_answers(url: str) -> bool:
@@ -47,6 +49,11 @@ BROKERS = {
     # A JVM: ~4 s to start here when the machine is idle, over 60 s while two other JVMs and a suite ran.
     "kafka": Server(lambda s: apache_kafka.start(s.home, s.ports, s.settings), kafka.answers, apache_kafka.ports,
                     starts_within=180),
+    # Three JVMs, formatted and started together: the quorum needs two of them before any answers.
+    "kafka-3-nodes": Server(lambda s: apache_kafka.start_cluster(s.home, s.ports, s.settings), kafka.answers,
+                            lambda: apache_kafka.cluster_ports(3), starts_within=300,
+                            restart_part=lambda s, name: apache_kafka.start_node(
+                                s.home, int(name.rsplit("-", 1)[1]), s.settings, s.ports)),
 }
 
 SERVERS = {
@@ -61,6 +68,8 @@ INFRA = ("kafka", "postgres", "redis")  # what every mode has, and `status` show
 
 
 def broker(settings: Settings) -> Server:
+    if settings.broker == "kafka" and settings.kafka_nodes > 1:
+        return BROKERS[f"kafka-{settings.kafka_nodes}-nodes"]
     return BROKERS["tansu-s3" if settings.broker_on_s3 else settings.broker]
 
 

@@ -50,7 +50,7 @@ class Stack:
         # `up --durable` and `up --broker kafka` hold for every later command (kill, restart), until `down`
         kept: dict[str, object] = {"durable": True} if running.durable else {}
         if running.broker and running.processes:
-            kept["broker"] = running.broker
+            kept.update(broker=running.broker, kafka_nodes=running.kafka_nodes)
         self.settings = self.settings.model_copy(update=kept)
 
     def _public(self, settings: Settings) -> Settings:
@@ -74,7 +74,7 @@ class Stack:
     def processes(self, service: str | None = None) -> dict[str, Process]:
         """The processes started, by name (`inventory`, `inventory.1`, `kafka`...); those of one service if named."""
         processes = self.load().processes
-        return {n: p for n, p in processes.items() if service is None or (p.service or n) == service}
+        return {n: p for n, p in processes.items() if service is None or service in (p.service or n, p.part_of)}
 
     @contextmanager
     def locked(self):
@@ -104,12 +104,13 @@ class Stack:
                     require_free(self._port(service), service)
             state.public, state.durable, state.broker = (self.settings.public, self.settings.durable,
                                                          self.settings.broker)
+            state.kafka_nodes = self.settings.kafka_nodes
             self.save(state)
             broker_was_down = not alive(self._pid("kafka"))
             clients = self._stop_clients() if broker_was_down and self._forgetful_broker else set()
             self._infra_up(timeout)
             settings = self.wired()
-            kafka.ensure_topics(settings.kafka_bootstrap_servers, settings.partitions)
+            kafka.ensure_topics(settings.kafka_bootstrap_servers, settings.partitions, settings.replicas)
             self._start_clients(clients, timeout)
             postgres.ensure_schema(settings.database_url)
             if stock is not None or current_sale(redis_adapter.connect(settings.redis_url)) is None:
@@ -134,19 +135,42 @@ class Stack:
         """Start one embedded server unless it runs, and wait until it answers; it keeps its ports."""
         server = components.servers(self.settings)[name]
         state = self.load()
-        if not alive(self._pid(name)):
+        if not any(alive(p.pid) for p in self.processes(name).values()):
             ports = state.ports.get(name) or server.ports()
             for flag, port in ports.items():
                 require_free(port, f"{name} {flag}")
-            launch = Launch(self.home, ports, self.settings, {need: state.addresses[need] for need in server.needs})
-            started = server.start(launch)
+            started = server.start(self._launch(name, ports))
             state = self.load()
             state.ports[name], state.addresses[name] = ports, started.url
-            state.processes[name] = Process(pid=started.pid, url=started.url, signal=started.stop_signal)
+            for part, process in (started.parts or {name: started}).items():
+                state.processes[part] = Process(pid=process.pid, url=process.url, signal=process.stop_signal,
+                                                part_of=name if started.parts else None)
             self.save(state)
-        info = self.load().processes[name]
-        wait_until(lambda: server.answers(info.url), max(timeout, server.starts_within), f"{name} did not start",
-                   self.log_path(name), info.pid)
+        else:  # some nodes of a server of several died: start those again
+            for part, info in self.processes(name).items():
+                if info.part_of and not alive(info.pid):
+                    self._start_part(part, timeout)
+        first = next(iter(self.processes(name).values()))
+        wait_until(lambda: server.answers(self.load().addresses[name]), max(timeout, server.starts_within),
+                   f"{name} did not start", self.log_path(next(iter(self.processes(name)))), first.pid)
+
+    def _launch(self, name: str, ports: dict[str, int]) -> Launch:
+        state, server = self.load(), components.servers(self.settings)[name]
+        return Launch(self.home, ports, self.settings, {need: state.addresses[need] for need in server.needs})
+
+    def _start_part(self, part: str, timeout: float) -> None:
+        """Start one node of a server of several again ("kafka-2"), and wait until it answers on its own."""
+        info = self.load().processes[part]
+        whole = str(info.part_of)
+        server = components.servers(self.settings)[whole]
+        if server.restart_part is None:
+            raise StackError(f"{whole} has no parts to start one by one")
+        started = server.restart_part(self._launch(whole, self.load().ports[whole]), part)
+        state = self.load()
+        state.processes[part] = info.model_copy(update={"pid": started.pid, "url": started.url})
+        self.save(state)
+        wait_until(lambda: server.answers(started.url), max(timeout, server.starts_within), f"{part} did not start",
+                   self.log_path(part), started.pid)
 
     def _service_up(self, service: str) -> None:
         instances = self.load().scale.get(service, 1)
@@ -235,13 +259,19 @@ class Stack:
         state, settings = self.load(), self.wired()
         infra_urls = {"kafka": settings.kafka_bootstrap_servers, "postgres": settings.database_url,
                       "redis": settings.redis_url}
-        infra = {}
-        for name in (*INFRA, *(n for n in state.processes if n not in INFRA and state.processes[n].service is None)):
-            info = state.processes.get(name)
+        infra: dict[str, dict[str, object]] = {}
+        servers = [n for n, p in state.processes.items() if p.service is None and p.part_of is None]
+        for name in (*INFRA, *(n for n in servers if n not in INFRA)):
+            info = state.processes.get(name) or next(iter(self.processes(name).values()), None)
             infra[name] = {"pid": info.pid if info and alive(info.pid) else None,
                            "url": infra_urls.get(name) or (info.url if info else ""),
-                           "healthy": self._healthy(name, info)}
+                           "healthy": self._healthy(name, None if info and info.part_of else info)}
         infra["kafka"]["broker"] = settings.broker if settings.infra == "embedded" else "kafka"
+        nodes = {n: p for n, p in state.processes.items() if p.part_of == "kafka"}
+        if nodes:  # several Kafka nodes: each on its own (`flashsale kill kafka-2` stops one)
+            infra["kafka"]["nodes"] = [
+                {"id": int(n.rsplit("-", 1)[1]), "name": n, "pid": p.pid if alive(p.pid) else None, "url": p.url,
+                 "healthy": alive(p.pid) and _quietly(kafka.answers, p.url)} for n, p in nodes.items()]
         services: dict[str, dict[str, object]] = {}
         for name, info in state.processes.items():
             if info.service:
@@ -273,7 +303,7 @@ class Stack:
             if alive(info.pid):
                 stop(info.pid, sig)
                 killed.append(info.pid)
-        if not killed and name not in (*INFRA, *SERVICES):
+        if not killed and name not in (*INFRA, *SERVICES, *self.load().processes):
             raise StackError(f"Unknown component {name!r}: one of {', '.join((*SERVICES, *INFRA))}.")
         return killed
 
@@ -303,14 +333,18 @@ class Stack:
         with self.locked():
             for info in self.processes(name).values():
                 stop(info.pid, info.signal)
-            if name in INFRA:
+            part = self.load().processes.get(name)
+            if part is not None and part.part_of:
+                self._start_part(name, timeout)
+            elif name in INFRA:
                 forgets = name == "kafka" and self._forgetful_broker
                 clients = self._stop_clients() if forgets else set()
                 if name == "redis":  # with an empty Redis it would refuse every order (see _recover_sale)
                     self.kill("inventory", signal.SIGTERM)
                 self.start_infra(name, timeout)
                 if forgets:  # a memory broker comes back empty
-                    kafka.ensure_topics(self.wired().kafka_bootstrap_servers, self.settings.partitions)
+                    kafka.ensure_topics(self.wired().kafka_bootstrap_servers, self.settings.partitions,
+                                        self.settings.replicas)
                     self._start_clients(clients, timeout)
                 if name == "redis":
                     self._recover_sale(timeout)
@@ -400,7 +434,7 @@ class Stack:
         """Stop services first (they finish their batch and commit), then the servers in reverse start order."""
         with self.locked():
             state = self.load()
-            servers = [name for name in components.servers(self.settings) if name in state.processes]
+            servers = [name for server in components.servers(self.settings) for name in self.processes(server)]
             services = [name for name in state.processes if name not in servers]
             for name in [*services, *reversed(servers)]:
                 stop(state.processes[name].pid, state.processes[name].signal)

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -22,6 +22,7 @@ class Started:
     pid: int
     url: str
     stop_signal: int = signal.SIGTERM
+    parts: dict[str, "Started"] = field(default_factory=dict)  # a server of several processes: each by name
 
 
 def spawn(argv: list[str], log: Path, env: dict | None = None, user: str | None = None,

@@ -17,6 +17,7 @@ class Process(BaseModel):
     url: str
     signal: int = signal.SIGTERM  # the one that stops it cleanly
     service: str | None = None  # None for a server
+    part_of: str | None = None  # one node of a server of several ("kafka-2" of "kafka")
     instance: int = 0
 
 
@@ -28,6 +29,7 @@ class State(BaseModel):
     public: bool = False  # `up --public` holds for every later command, until `down`
     durable: bool = False
     broker: str | None = None  # the broker this stack's servers were started with
+    kafka_nodes: int = 1
 
     def instances(self, service: str) -> dict[str, Process]:
         return {name: p for name, p in self.processes.items() if p.service == service}
