@@ -430,7 +430,7 @@ def decode_or_dead_letter(messages, producer: Producer) -> list[Event]:
     events = []
     for message in messages:
         try:
-            events.append(Event.model_validate_json(message.value() or b""))
+            events.append(Event.from_json(message.value() or b""))
         except ValidationError as error:
             log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
                         error.errors()[0]["msg"])
