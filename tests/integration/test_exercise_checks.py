@@ -11,8 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from flashsale import events as ev
-from flashsale.lab.exercises import consumer, limit, outbox, poison, ratelimit, readmodel, reservation
-from flashsale.lab.races import flash_sale
+from flashsale.lab import versions
+from flashsale.lab.exercises import consumer, limit, outbox, poison, ratelimit, readmodel, renaming, reservation
+from flashsale.lab.races import buyers, flash_sale
 
 RESERVE = """
 local decided = redis.call('HGET', KEYS[2], ARGV[1])
@@ -274,3 +275,46 @@ def test_ratelimit_check_catches_buckets_that_never_expire(stack):
         return bool(redis.register_script(NO_EXPIRE)(keys=[f"ratelimit:{client}"], args=[rate, burst, now]))
 
     fails(ratelimit.check, stack, allow, saying="never expire")
+
+
+def upcast_v3(data):
+    data = ev.upcast(data)
+    if data.get("version") == 2:
+        data = {k: v for k, v in data.items() if k != "userId"} | {"version": 3, "buyerId": data["userId"]}
+    return data
+
+
+def upcast_in_place(data):  # pop() renames the field in the caller's dict too
+    if "version" not in data:
+        data["priceCents"] = ev.V1_PRICE_CENTS
+    data["buyerId"], data["version"] = data.pop("userId", data.get("buyerId")), 3
+    return data
+
+
+def only_version_2(data):  # forgets the events of version 1 still in the log
+    if data.get("version") == 2:
+        return {k: v for k, v in data.items() if k != "userId"} | {"version": 3, "buyerId": data["userId"]}
+    return data
+
+
+def both_names(event):
+    return {**event, "userId": event["buyerId"]}
+
+
+@pytest.mark.parametrize("upcast, to_wire, saying", [
+    (upcast_in_place, both_names, "changed the event it was given"),
+    (only_version_2, both_names, "a version 1 "),
+    (upcast_v3, lambda event: dict(event), "dead-lettered"),  # renamed in one step: no expand
+], ids=["mutates-its-input", "forgets-version-1", "rename-without-expand"])
+def test_renaming_check_catches(stack, upcast, to_wire, saying):
+    stack.reset(stock=100)
+    versions.old_gateway(stack, buyers=10)
+    buyers(stack, "gateway", 10, progress=False)
+    fails(renaming.check, stack, upcast, to_wire, saying=saying)
+
+
+def test_renaming_check_passes_the_solution(stack):
+    stack.reset(stock=100)
+    versions.old_gateway(stack, buyers=10)
+    buyers(stack, "gateway", 10, progress=False)
+    renaming.check(stack, upcast_v3, both_names)
