@@ -18,6 +18,7 @@ INVENTORY_EVENTS = "inventory.events"
 PAYMENT_EVENTS = "payment.events"
 NOTIFICATION_EVENTS = "notification.events"
 TOPICS = (ORDER_EVENTS, INVENTORY_EVENTS, PAYMENT_EVENTS, NOTIFICATION_EVENTS)
+INVOICE_EVENTS = "invoice.events"  # the invoice job's output (services/invoices.py), written in Kafka transactions
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -35,6 +36,7 @@ PAYMENT_FAILED = "payment.failed"  # payments: the provider declined the charge
 STOCK_RELEASED = "inventory.released"  # inventory: the unit of an unpaid order is back in stock
 ORDER_CONFIRMED = "order.confirmed"  # orders: the row is CONFIRMED
 ORDER_CANCELLED = "order.cancelled"  # orders: the row is CANCELLED
+INVOICE_ISSUED = "invoice.issued"  # the invoice job: one invoice per order.confirmed it read
 
 PAYMENT_FAILED_REASON = "PAYMENT_FAILED"  # why an order whose charge was declined is cancelled
 
@@ -44,7 +46,8 @@ STOCK_UPDATE = "stock_update"
 
 
 def topic_of(event_type: str) -> str:
-    return {"inventory": INVENTORY_EVENTS, "payment": PAYMENT_EVENTS}.get(event_type.split(".")[0], ORDER_EVENTS)
+    topics = {"inventory": INVENTORY_EVENTS, "payment": PAYMENT_EVENTS, "invoice": INVOICE_EVENTS}
+    return topics.get(event_type.split(".")[0], ORDER_EVENTS)
 
 
 def now_iso() -> str:

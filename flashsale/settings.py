@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     group_protocol: Literal["consumer", "classic"] = "classic"
     instance: int = 0
     instances: int = 1
+    # The invoice job (services/invoices.py) holds each transaction open this long after writing its invoices, so
+    # that notebook 08 can kill it inside one. 0 outside the lab.
+    invoice_hold_s: float = 0.0
 
     # Gateway protections.
     admin_token: str = DEFAULT_ADMIN_TOKEN
