@@ -13,7 +13,9 @@ from pydantic import ValidationError
 from flashsale import events as ev
 from flashsale.lab import versions
 from flashsale.lab.exercises import consumer, limit, outbox, poison, ratelimit, readmodel, renaming, reservation
+from flashsale.lab.exercises import transactions as eos
 from flashsale.lab.races import buyers, flash_sale
+from flashsale.services import invoices
 
 RESERVE = """
 local decided = redis.call('HGET', KEYS[2], ARGV[1])
@@ -318,3 +320,46 @@ def test_renaming_check_passes_the_solution(stack):
     versions.old_gateway(stack, buyers=10)
     buyers(stack, "gateway", 10, progress=False)
     renaming.check(stack, upcast_v3, both_names)
+
+
+def invoice_batch(producer, source, messages, topic):
+    producer.begin_transaction()
+    out = invoices.invoices(invoices.decode(messages))
+    for invoice in out:
+        producer.produce(topic, invoice.to_json(), key=invoice.key)
+    producer.send_offsets_to_transaction(source.position(source.assignment()), source.consumer_group_metadata())
+    producer.commit_transaction()
+    return len(out)
+
+
+def offsets_by_the_consumer(producer, source, messages, topic):  # committed outside the transaction, before it
+    producer.begin_transaction()
+    out = invoices.invoices(invoices.decode(messages))
+    for invoice in out:
+        producer.produce(topic, invoice.to_json(), key=invoice.key)
+    source.commit(asynchronous=False)
+    producer.commit_transaction()
+    return len(out)
+
+
+def no_offsets(producer, source, messages, topic):  # the invoices in a transaction, the offsets nowhere
+    producer.begin_transaction()
+    out = invoices.invoices(invoices.decode(messages))
+    for invoice in out:
+        producer.produce(topic, invoice.to_json(), key=invoice.key)
+    producer.commit_transaction()
+    return len(out)
+
+
+@pytest.mark.parametrize("batch, saying", [
+    (offsets_by_the_consumer, "have no invoice"),
+    (no_offsets, "invoices too many"),
+], ids=["offsets-outside-the-transaction", "no-offsets"])
+def test_transactions_check_catches(stack, batch, saying):
+    flash_sale(stack, "gateway", buyers=200, stock=50)
+    fails(eos.check, stack, batch, saying=saying)
+
+
+def test_transactions_check_passes_the_solution(stack):
+    flash_sale(stack, "gateway", buyers=200, stock=50)
+    eos.check(stack, invoice_batch)
