@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # before it handles the events one by one and dead-letters the one that still fails. The cost: that order
     # stays PENDING until someone looks (`flashsale dlq`) and sends it back once fixed (`flashsale dlq --replay`).
     handler_attempts: int = Field(5, ge=1)
+    # The invoice job (services/invoices.py) holds each transaction open this long after writing its invoices, so
+    # that notebook 08 can kill it inside one. 0 outside the lab.
+    invoice_hold_s: float = 0.0
 
     # Gateway protections.
     admin_token: str = DEFAULT_ADMIN_TOKEN

@@ -53,7 +53,7 @@ def decode_or_dead_letter(messages) -> tuple[list[tuple[object, Event]], list[Re
     decoded, dead = [], []
     for message in messages:
         try:
-            decoded.append((message, Event.model_validate_json(message.value() or b"")))
+            decoded.append((message, Event.from_json(message.value() or b"")))
         except ValidationError as error:
             log.warning("dead-lettering %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
                         error.errors()[0]["msg"])

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -183,6 +183,10 @@ def _settle(acked: asyncio.Future, err) -> None:
         acked.set_result(None)
     else:
         acked.set_exception(KafkaException(err))
+
+
+# A transactional job's reader: only committed transactions, and a sign at the end of each partition.
+READ_COMMITTED: dict[str, Any] = {"isolation.level": "read_committed", "enable.partition.eof": True}
 
 
 def consumer(bootstrap: str, group: str, on_s3: bool = False, **overrides) -> Consumer:

@@ -101,7 +101,7 @@ class Watcher(threading.Thread):
             if m.error():
                 continue
             try:
-                event = ev.Event.model_validate_json(m.value())
+                event = ev.Event.from_json(m.value())
             except ValueError:
                 continue
             with self.lock:

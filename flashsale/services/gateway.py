@@ -124,7 +124,8 @@ async def place_order(order: OrderRequest, request: Request,
         # The fast path: no event for a sale that is over. Only a retry of an order that inventory has
         # already decided goes on: its unit may be the one that sold, and it must get its orderId back.
         raise ApiError(409, "SOLD_OUT", "Sold out.")
-    created = ev.Event(type=ev.ORDER_CREATED, orderId=order_id, saleId=sale.saleId, **order.model_dump())
+    created = ev.Event(type=ev.ORDER_CREATED, orderId=order_id, saleId=sale.saleId, priceCents=settings.price_cents,
+                       **order.model_dump())
     try:
         # The broker's answer decides: librdkafka reports within message.timeout.ms (4 s) whether it took the
         # event. Our timeout is only a safety net, and longer, so that a busy event loop cannot answer 503 for

@@ -35,12 +35,16 @@ async def pay(provider: psp.PaymentProvider, event: ev.Event, amount: int, deadl
 
 
 async def handle(provider: psp.PaymentProvider, batch: list[ev.Event], price: int) -> list[ev.Event]:
-    """Charge every reservation of the batch, IN_FLIGHT at a time; all of them, or raise Postponed."""
+    """Charge every reservation of the batch, IN_FLIGHT at a time; all of them, or raise Postponed.
+
+    Each at the price the buyer was shown (`priceCents`, event version 2); `price`, the list price, only for an
+    event that names none.
+    """
     gate, deadline = asyncio.Semaphore(IN_FLIGHT), time.monotonic() + RETRY_FOR_S
 
     async def one(event: ev.Event) -> ev.Event | None:
         async with gate:
-            return await pay(provider, event, price * event.quantity, deadline)
+            return await pay(provider, event, (event.priceCents or price) * event.quantity, deadline)
 
     outcomes = await asyncio.gather(*(one(e) for e in batch if e.type == ev.STOCK_RESERVED))
     if None in outcomes:  # those charged already are charged once: their keys answer the same next time

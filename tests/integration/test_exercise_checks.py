@@ -11,8 +11,20 @@ import pytest
 from pydantic import ValidationError
 
 from flashsale import events as ev
-from flashsale.lab.exercises import consumer, limit, outbox, poison, ratelimit, readmodel, reservation
-from flashsale.lab.races import flash_sale
+from flashsale.lab import versions
+from flashsale.lab.exercises import (
+    consumer,
+    limit,
+    outbox,
+    poison,
+    ratelimit,
+    readmodel,
+    renaming,
+    reservation,
+    transactions as eos,
+)
+from flashsale.lab.races import buyers, flash_sale
+from flashsale.services import invoices
 
 RESERVE = """
 local decided = redis.call('HGET', KEYS[2], ARGV[1])
@@ -365,3 +377,89 @@ def bucket_in_lua(source: str):
 ], ids=["no-expire", "slow-clock-sets-at-back", "slow-clock-refills-backwards"])
 def test_ratelimit_check_catches_wrong_buckets_in_lua(stack, source, saying):
     fails(ratelimit.check, stack, bucket_in_lua(source), saying=saying)
+
+
+def upcast_v3(data):
+    data = ev.upcast(data)
+    if data.get("version") == 2:
+        data = {k: v for k, v in data.items() if k != "userId"} | {"version": 3, "buyerId": data["userId"]}
+    return data
+
+
+def upcast_in_place(data):  # pop() renames the field in the caller's dict too
+    if "version" not in data:
+        data["priceCents"] = ev.V1_PRICE_CENTS
+    data["buyerId"], data["version"] = data.pop("userId", data.get("buyerId")), 3
+    return data
+
+
+def only_version_2(data):  # forgets the events of version 1 still in the log
+    if data.get("version") == 2:
+        return {k: v for k, v in data.items() if k != "userId"} | {"version": 3, "buyerId": data["userId"]}
+    return data
+
+
+def both_names(event):
+    return {**event, "userId": event["buyerId"]}
+
+
+@pytest.mark.parametrize("upcast, to_wire, saying", [
+    (upcast_in_place, both_names, "changed the event it was given"),
+    (only_version_2, both_names, "a version 1 "),
+    (upcast_v3, lambda event: dict(event), "dead-lettered"),  # renamed in one step: no expand
+], ids=["mutates-its-input", "forgets-version-1", "rename-without-expand"])
+def test_renaming_check_catches(stack, upcast, to_wire, saying):
+    stack.reset(stock=100)
+    versions.old_gateway(stack, buyers=10)
+    buyers(stack, "gateway", 10, progress=False)
+    fails(renaming.check, stack, upcast, to_wire, saying=saying)
+
+
+def test_renaming_check_passes_the_solution(stack):
+    stack.reset(stock=100)
+    versions.old_gateway(stack, buyers=10)
+    buyers(stack, "gateway", 10, progress=False)
+    renaming.check(stack, upcast_v3, both_names)
+
+
+def invoice_batch(producer, source, messages, topic):
+    producer.begin_transaction()
+    out = invoices.invoices(invoices.decode(messages))
+    for invoice in out:
+        producer.produce(topic, invoice.to_json(), key=invoice.key)
+    producer.send_offsets_to_transaction(source.position(source.assignment()), source.consumer_group_metadata())
+    producer.commit_transaction()
+    return len(out)
+
+
+def offsets_by_the_consumer(producer, source, messages, topic):  # committed outside the transaction, before it
+    producer.begin_transaction()
+    out = invoices.invoices(invoices.decode(messages))
+    for invoice in out:
+        producer.produce(topic, invoice.to_json(), key=invoice.key)
+    source.commit(asynchronous=False)
+    producer.commit_transaction()
+    return len(out)
+
+
+def no_offsets(producer, source, messages, topic):  # the invoices in a transaction, the offsets nowhere
+    producer.begin_transaction()
+    out = invoices.invoices(invoices.decode(messages))
+    for invoice in out:
+        producer.produce(topic, invoice.to_json(), key=invoice.key)
+    producer.commit_transaction()
+    return len(out)
+
+
+@pytest.mark.parametrize("batch, saying", [
+    (offsets_by_the_consumer, "have no invoice"),
+    (no_offsets, "invoices too many"),
+], ids=["offsets-outside-the-transaction", "no-offsets"])
+def test_transactions_check_catches(stack, batch, saying):
+    flash_sale(stack, "gateway", buyers=200, stock=50)
+    fails(eos.check, stack, batch, saying=saying)
+
+
+def test_transactions_check_passes_the_solution(stack):
+    flash_sale(stack, "gateway", buyers=200, stock=50)
+    eos.check(stack, invoice_batch)

@@ -41,3 +41,22 @@ def test_round_trip_and_poison():
         ev.Event.model_validate_json(b'{"type": "order.created"}')
     with pytest.raises(ValidationError):
         ev.Event.model_validate_json(b"\xff\xfe not json")
+
+
+def test_version_2_carries_the_price_from_order_to_payment():
+    first = created().model_copy(update={"priceCents": 99_900})
+    assert json.loads(first.to_json())["version"] == ev.VERSION == 2
+    assert first.next(ev.STOCK_RESERVED).next(ev.PAYMENT_SUCCEEDED).priceCents == 99_900
+
+
+def test_version_1_events_are_upcast_on_the_way_in_and_read_by_old_readers():
+    v1 = {k: v for k, v in json.loads(created().to_json()).items() if k != "version"}
+    event = ev.Event.from_json(json.dumps(v1))
+    assert (event.version, event.priceCents, event.orderId) == (2, ev.V1_PRICE_CENTS, "o-1")
+    assert "version" not in v1 and ev.upcast(ev.upcast(v1)) == ev.upcast(v1)
+    new = ev.Event.from_json(created().model_copy(update={"priceCents": 5}).to_json())
+    assert new.priceCents == 5  # a version 2 event is left as it is
+    with pytest.raises(ValidationError):
+        ev.Event.from_json(b"\xff\xfe not json")
+    with pytest.raises(ValidationError):
+        ev.Event.from_json(b"[1, 2]")
