@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "03-event-driven.ipynb"
 SCREENSHOT = ROOT / "test-artifacts" / "lab-notebook-03.png"
+DASHBOARD = ROOT / "test-artifacts" / "dashboard.png"
 TOKEN = "flashsale-browser-test"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
@@ -34,6 +35,11 @@ SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"wind
 
 # Each plotly node on the page, with the number of x values of each of its traces.
 PLOTS = "() => [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).map(t => (t.x || []).length))"
+# The points of the dashboard's stock trace (-1 if no plot has one), and its topology's node labels.
+STOCK = ("() => Math.max(-1, ...[...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || [])"
+         ".filter(t => t.name === 'stock').map(t => (t.x || []).length)))")
+NODES = ("() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || [])"
+         ".filter(t => t.name === 'topology').map(t => t.text))")
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900),
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
@@ -110,15 +116,19 @@ def test_notebook_03_runs_in_jupyterlab_and_the_dashboard_draws(jupyterlab):
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
             wait_for(lambda: torn_down(home), 600, "notebook 03 did not reach its teardown", every=2)
-            try:  # the dashboard's plot comes first; its first trace is the available stock over time
-                wait_for(lambda: page.evaluate(PLOTS)[0][0] > 0, 60, "no points", every=1)
-            except (TimeoutError, IndexError):
+            try:  # the dashboard's stock trace: the available stock over time
+                wait_for(lambda: page.evaluate(STOCK) > 0, 60, "no points", every=1)
+            except TimeoutError:
                 pytest.fail(f"the dashboard's plot holds no points: traces' lengths per plot {page.evaluate(PLOTS)}; "
                             f"console errors {errors}")
+            labels = page.evaluate(NODES)
+            assert labels and any("lag" in text for text in labels[0]), labels  # the topology names each lag
             assert survivors(home) == []
         finally:
-            plot = page.locator(".js-plotly-plot").first
+            plot = page.locator(".js-plotly-plot").first  # the dashboard's, the notebook's first plot
             if plot.count():
                 plot.scroll_into_view_if_needed()
+                dashboard = page.locator(".jp-OutputArea-output", has=plot).first
+                (dashboard if dashboard.count() else plot).screenshot(path=str(DASHBOARD))
             page.screenshot(path=str(SCREENSHOT))
             browser.close()
