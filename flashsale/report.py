@@ -52,8 +52,8 @@ def _table(table: list[dict]) -> str:
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
     body = ""
     for r in table:
-        cells = [f"<span class='swatch' style='background:{palette.color(r['system'])}'></span>"
-                 f"{html.escape(r['system'])}"]
+        swatch = f"<span class='swatch' style='background:{palette.color(r['system'])}'></span>"
+        cells = [swatch + html.escape(r["system"])]
         for c in COLUMNS[1:]:
             bad = c in ("oversold", "charged twice", "lost", "errors") and r[c]
             cells.append(f"<span class='bad'>{r[c]:,}</span>" if bad else

@@ -4,6 +4,10 @@
     race = await dash.race(1000)        # 1,000 buyers at the gateway; the dashboard draws as they go
     dash.stop()                         # the last picture stays
 
+One figure, one widget: the architecture on top (`topology`: events a second on each arrow, each consumer's
+lag, a killed service grey and DOWN), then stock, orders by status, latency, CPU per order per component,
+and the lag of each partition grouped by consumer group (`panels`); under it, one line of text per picture.
+
 A thread (`watch.Watcher`) gathers the facts; a task on the kernel's own
 asyncio loop redraws at most ten times a second, one batch per redraw. Neither
 blocks a cell, but a cell that blocks the kernel pauses the drawing until it
@@ -120,6 +124,7 @@ def paint(fig: go.Figure, snap: dict) -> None:
     topology.draw(fig, topology.picture(snap))
     trace["stock"].x, trace["stock"].y = seconds, stock
     trace["orders"].y = [snap["counts"].get(s, 0) for s in STATUSES]
+    fig.layout.yaxis3.range = [0, max(1, *trace["orders"].y) * 1.15]  # never an empty -1..1 axis
     trace["accept"].x, trace["end-to-end"].x = snap["accept_ms"], snap["e2e_ms"]
     trace["cpu"].x, trace["cpu"].y = cpu["x"], cpu["y"]
     trace["lag"].x, trace["lag"].y, trace["lag"].marker.color = lag["x"], lag["y"], lag["colors"]
@@ -136,7 +141,8 @@ def _figure() -> go.Figure:
                         row_heights=[0.42, 0.18, 0.18, 0.22],
                         specs=[[{"colspan": 2}, None], [{}, {}], [{}, {}], [{"colspan": 2}, None]],
                         subplot_titles=("events a second on each arrow; lag (events waiting) under each consumer",
-                                        "available stock, by seconds", "orders by status", "latency (ms): accept and end-to-end",
+                                        "available stock, by seconds", "orders by status",
+                                        "latency (ms): accept and end-to-end",
                                         " ", "consumer lag per partition, by group"))
     topology.add(fig, row=1, col=1)
     fig.add_scatter(x=[], y=[], name="stock", mode="lines+markers", line_shape="hv", row=2, col=1,

@@ -29,7 +29,8 @@ def lag_bars(rows: list[dict], up: dict[str, bool]) -> dict:
     known = any(owner_tag(r.get("owner"), r["group"]) for r in rows)
     return {"x": [[r["group"] for r in rows], [f"{SHORT.get(r['topic'], r['topic'])}/{r['partition']}" for r in rows]],
             "y": [r["lag"] for r in rows],
-            "colors": [palette.HEALTH["down"] if alive(r["group"], up) is False else palette.SERIES["lag"] for r in rows],
+            "colors": [palette.HEALTH["down"] if alive(r["group"], up) is False else palette.SERIES["lag"]
+                       for r in rows],
             "text": [owner_tag(r.get("owner"), r["group"]) for r in rows] if known else None,
             "hover": [r.get("owner") or "" for r in rows],
             "range": [0, max(1, top) * 1.25], "dtick": 1 if top <= 4 else None,  # whole events, no 0.2 ticks
@@ -45,7 +46,8 @@ def cpu_bars(cpu: dict | None) -> dict:
     parts = sorted(((c, ms) for c, ms in cpu["ms"].items() if c != "total" and ms > 0), key=lambda p: -p[1])
     return {"x": [c for c, _ in parts], "y": [ms for _, ms in parts],
             "title": f"CPU ms per order: {cpu['ms']['total']:.2f} in all "
-                     f"({cpu['orders']:,} orders in {cpu['seconds']:g} s)"}
+                     f"({cpu['orders']:,} orders in {cpu['seconds']:g} s"
+                     + ("" if cpu.get("live", True) else ", the last seconds any settled") + ")"}
 
 
 def _ms(values: list[float]) -> str:

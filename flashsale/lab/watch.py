@@ -161,5 +161,6 @@ class Watcher(threading.Thread):
             settled = self.counts.get("confirmed", 0) + self.counts.get("cancelled", 0)
         self.cost.sample(processes, settled, time.monotonic())
         figure = self.cost.per_order()
-        if figure is not None:
-            self._set("cpu", figure)
+        if figure is None and self.cpu:  # nothing settles now: keep the last busy figure, and say so
+            figure = {**self.cpu, "live": False}
+        self._set("cpu", figure if figure is None or "live" in figure else {**figure, "live": True})

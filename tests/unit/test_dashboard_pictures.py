@@ -147,3 +147,14 @@ def test_the_dashboard_figure_takes_any_snapshot(changes):
     assert list(lag.x[0]) == [r["group"] for r in sorted(snapshot(**changes)["lag"],
                                                          key=lambda r: (r["group"], r["topic"], r["partition"]))]
     assert fig.layout.yaxis6.range[0] == 0
+
+
+def test_an_idle_stack_keeps_its_last_cpu_figure_and_says_it_is_not_live():
+    bars = panels.cpu_bars({"ms": {"kafka": 3.0, "total": 3.0}, "orders": 72, "seconds": 5.5, "live": False})
+    assert bars["title"] == "CPU ms per order: 3.00 in all (72 orders in 5.5 s, the last seconds any settled)"
+
+
+def test_orders_by_status_never_shows_an_empty_minus_one_to_one_axis():
+    fig = dashboard._figure()
+    dashboard.paint(fig, snapshot(counts={}))
+    assert fig.layout.yaxis3.range[0] == 0 and fig.layout.yaxis3.range[1] >= 1
