@@ -3,8 +3,9 @@
 The test starts its own JupyterLab (fixed token, free port) on a copy of the notebooks (JupyterLab
 autosaves, and the committed notebooks must stay without outputs), opens 03, runs Run -> Run All
 Cells from the menu, waits until the notebook's teardown has stopped its stack, and then asks the
-page's plotly node whether the dashboard's first trace (available stock over time) holds points.
-The screenshot is kept as test-artifacts/lab-notebook-03.png.
+page's plotly node whether the dashboard's stock trace (available stock over time) holds points and
+its topology labels each consumer's lag. Screenshots to look at: test-artifacts/lab-notebook-03.png (the
+page) and test-artifacts/dashboard.png (the dashboard: topology, panels, summaries, buttons).
 """
 import json
 import os
