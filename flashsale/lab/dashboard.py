@@ -180,11 +180,12 @@ def _header(snap: dict) -> str:
     c = snap["counts"]
     if not c:
         return "<b style='font-size:18px'>waiting for the first numbers…</b>"
+    cpu = f" · CPU {snap['cpu']['ms']['total']:.2f} ms per order" if snap.get("cpu") else ""
     errors = "".join(f"<br><span style='color:{palette.HEALTH['down']}'>{html.escape(k)}: {html.escape(v)}</span>"
                      for k, v in snap["errors"].items())
     return (f"<div style='font-size:18px'><b>sale {c['saleId']}</b>: {c['availableStock']} of {c['initialStock']} "
             f"left · {c['confirmed']} confirmed · {c['cancelled']} cancelled · {c['pending']} pending · "
-            f"{c.get('reserved', 0)} reserved, waiting for the payment{errors}</div>")
+            f"{c.get('reserved', 0)} reserved, waiting for the payment{cpu}{errors}</div>")
 
 
 def _feed(rows: list[tuple]) -> str:
