@@ -85,7 +85,10 @@ def figure(outcomes: dict, stock: int, scenario: str = "normal", about=None):
         fig.add_vrect(x0=about.at_s * 1000, x1=(about.at_s + about.lasts_s) * 1000, fillcolor=palette.ORANGE,
                       opacity=0.15, line_width=0, annotation_text=scenario, row=2, col=2)
     fig.update_annotations(font_size=18)  # the subplot titles
-    fig.update_xaxes(title_text="ms (log scale)", type="log", row=2, col=1)
+    every = [b.latency_ms for o in outcomes.values() for b in o.race.buyers if b.latency_ms > 0]
+    wide = bool(every) and max(every) / min(every) > 20  # a log axis only where latencies span decades
+    fig.update_xaxes(title_text="ms (log scale)" if wide else "ms", type="log" if wide else "linear", tickangle=0,
+                     row=2, col=1)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=2, col=1)
     fig.update_xaxes(title_text="ms since the race started", row=2, col=2)
     fig.update_yaxes(title_text="buyers answered", row=2, col=2)
