@@ -11,6 +11,7 @@ live process turns grey and says "down", and the arrows into it turn red: its ev
 """
 from flashsale import events as ev
 from flashsale.lab import palette
+from flashsale.stack.components import SERVICES
 
 # name -> (x, y, kind, which process keeps it alive)
 NODES = {
@@ -51,10 +52,13 @@ def label_at(src: str) -> float:
 
 
 def alive(node: str, up: dict[str, bool]) -> bool | None:
-    """True if a process that keeps `node` alive runs, False if none does, None if the stack does not say."""
+    """True if a process that keeps `node` alive runs, False if none does (or one of our services was never
+    started), None if the stack does not say (a server it did not start, or no status read yet)."""
     keeper = NODES[node][3] if node in NODES else node
     seen = [ok for name, ok in up.items() if name.split(".")[0] == keeper]
-    return None if keeper is None or not seen else any(seen)
+    if keeper is None or not up:
+        return None
+    return any(seen) if seen else (False if keeper in SERVICES else None)
 
 
 def rate(keys, rates: dict[str, float]) -> float:
@@ -78,7 +82,8 @@ def picture(snap: dict) -> dict:
         if node in lag:
             lines.append(f"lag {lag[node]:,}")
         if ok is False:
-            lines.append(f"<b><span style='color:{palette.HEALTH['down']}'>DOWN</span></b>")
+            said = "DOWN" if any(n.split(".")[0] == NODES[node][3] for n in up) else "not started"
+            lines.append(f"<b><span style='color:{palette.HEALTH['down']}'>{said}</span></b>")
         colors.append(palette.HEALTH["idle"] if ok is False else palette.SERIES[kind])
         labels.append("<br>".join(lines))
     edge_colors, edge_labels = [], []

@@ -158,3 +158,11 @@ def test_orders_by_status_never_shows_an_empty_minus_one_to_one_axis():
     fig = dashboard._figure()
     dashboard.paint(fig, snapshot(counts={}))
     assert fig.layout.yaxis3.range[0] == 0 and fig.layout.yaxis3.range[1] >= 1
+
+
+def test_a_service_not_started_yet_is_grey_and_says_so_while_a_server_the_stack_did_not_start_is_not_down():
+    up = {name: ok for name, ok in UP.items() if name not in ("inventory", "redis")}
+    pic = topology.picture(snapshot(up=up))
+    inventory = list(topology.NODES).index("inventory")
+    assert pic["down"] == ["inventory"] and "not started" in pic["node_labels"][inventory]
+    assert topology.alive("redis", up) is None and topology.alive("orders", {}) is None
