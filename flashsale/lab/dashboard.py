@@ -162,9 +162,13 @@ def _figure() -> go.Figure:
                        xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=13, color=palette.GREY))
     cpu_title = next(a for a in fig.layout.annotations if a.text == " ")
     cpu_title.name = "cpu"
-    fig.update_xaxes(tickfont=dict(size=13), row=4, col=1)
+    fig.update_xaxes(tickfont=dict(size=13), tickangle=0, row=4, col=1)
+    fig.update_xaxes(tickfont=dict(size=14), row=2, col=2)
     fig.update_yaxes(rangemode="tozero", row=3, col=2)
-    fig.update_layout(height=1400, barmode="overlay", **palette.LAYOUT)
+    # A fixed size: the widget's own guess of its width comes before JupyterLab has laid the cell out (measured:
+    # 640 px of a 980 px cell), and squeezes the topology's labels into each other. 980 px fits JupyterLab on a
+    # 1400 px screen with its file browser open.
+    fig.update_layout(width=980, height=1400, barmode="overlay", **palette.LAYOUT)
     latency = fig.get_subplot(3, 1)  # its legend inside its top right corner
     fig.update_layout(legend=dict(x=latency.xaxis.domain[1], y=latency.yaxis.domain[1], xanchor="right",
                                   yanchor="top", bgcolor="rgba(255,255,255,0.8)"))

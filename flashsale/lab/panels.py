@@ -22,12 +22,12 @@ def owner_tag(owner: str | None, group: str) -> str:
 
 
 def lag_bars(rows: list[dict], up: dict[str, bool]) -> dict:
-    """Lag per partition, grouped by consumer group: a two-level x axis (group, then `ord/0`), a y range that
+    """Lag per partition, grouped by consumer group: a two-level x axis (group, then `ord` over `0`), a y range that
     never goes below [0, 1], each bar red when its group's service is down, and the owners as the broker says."""
     rows = sorted(rows, key=lambda r: (r["group"], r["topic"], r["partition"]))
     top = max((r["lag"] for r in rows), default=0)
     known = any(owner_tag(r.get("owner"), r["group"]) for r in rows)
-    return {"x": [[r["group"] for r in rows], [f"{SHORT.get(r['topic'], r['topic'])}/{r['partition']}" for r in rows]],
+    return {"x": [[r["group"] for r in rows], [f"{SHORT.get(r['topic'], r['topic'])}<br>{r['partition']}" for r in rows]],
             "y": [r["lag"] for r in rows],
             "colors": [palette.HEALTH["down"] if alive(r["group"], up) is False else palette.SERIES["lag"]
                        for r in rows],

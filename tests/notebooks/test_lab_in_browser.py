@@ -126,10 +126,13 @@ def test_notebook_03_runs_in_jupyterlab_and_the_dashboard_draws(jupyterlab):
             assert labels and any("lag" in text for text in labels[0]), labels  # the topology names each lag
             assert survivors(home) == []
         finally:
-            plot = page.locator(".js-plotly-plot").first  # the dashboard's, the notebook's first plot
-            if plot.count():
-                plot.scroll_into_view_if_needed()
-                dashboard = page.locator(".jp-OutputArea-output", has=plot).first
-                (dashboard if dashboard.count() else plot).screenshot(path=str(DASHBOARD))
             page.screenshot(path=str(SCREENSHOT))
+            plot = page.locator(".js-plotly-plot").first  # the dashboard's, the notebook's first plot
+            if plot.count():  # a window as tall as the dashboard: JupyterLab scrolls inside, a screenshot cannot
+                page.set_viewport_size({"width": 1400, "height": 2400})
+                dashboard = page.locator(".jp-OutputArea-output", has=plot).first
+                dashboard = dashboard if dashboard.count() else plot
+                dashboard.scroll_into_view_if_needed()
+                page.wait_for_timeout(1000)
+                dashboard.screenshot(path=str(DASHBOARD))
             browser.close()

@@ -73,8 +73,8 @@ def test_the_lag_panel_never_shows_an_empty_minus_one_to_one_axis():
 def test_the_lag_panel_groups_partitions_under_their_group_with_short_labels():
     bars = panels.lag_bars(lag_rows(), UP)
     groups, partitions = bars["x"]
-    assert groups[:6] == ["orders"] * 6 and partitions[:3] == ["ord/0", "ord/1", "ord/2"]
-    assert max(len(p) for p in partitions) <= 5
+    assert groups[:6] == ["orders"] * 6 and partitions[:3] == ["ord<br>0", "ord<br>1", "ord<br>2"]
+    assert max(len(line) for p in partitions for line in p.split("<br>")) <= 3  # narrow: 24 bars fit side by side
 
 
 def test_owners_show_as_the_broker_reports_them():
