@@ -166,8 +166,8 @@ def _figure() -> go.Figure:
     fig.update_xaxes(tickfont=dict(size=14), row=2, col=2)
     fig.update_yaxes(rangemode="tozero", row=3, col=2)
     # A fixed size: the widget's own guess of its width comes before JupyterLab has laid the cell out (measured:
-    # 640 px of a 968 px output area), and squeezes the topology's labels into each other. 960 px fits JupyterLab on a
-    # 1400 px screen with its file browser open.
+    # 640 px of a 968 px output area), and squeezes the topology's labels into each other. 960 px fits
+    # JupyterLab on a 1400 px screen with its file browser open.
     fig.update_layout(width=960, height=1400, barmode="overlay", **palette.LAYOUT)
     latency = fig.get_subplot(3, 1)  # its legend inside its top right corner
     fig.update_layout(legend=dict(x=latency.xaxis.domain[1], y=latency.yaxis.domain[1], xanchor="right",
