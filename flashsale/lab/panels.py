@@ -45,9 +45,8 @@ def cpu_bars(cpu: dict | None) -> dict:
         return {"x": [], "y": [], "title": "CPU ms per order: waiting for orders to settle"}
     parts = sorted(((c, ms) for c, ms in cpu["ms"].items() if c != "total" and ms > 0), key=lambda p: -p[1])
     return {"x": [c for c, _ in parts], "y": [ms for _, ms in parts],
-            "title": f"CPU ms per order: {cpu['ms']['total']:.2f} in all "
-                     f"({cpu['orders']:,} orders in {cpu['seconds']:g} s"
-                     + ("" if cpu.get("live", True) else ", the last seconds any settled") + ")"}
+            "title": f"CPU ms per order: {cpu['ms']['total']:.2f} ({cpu['orders']:,} orders, {cpu['seconds']:g} s"
+                     + ("" if cpu.get("live", True) else "; idle since") + ")"}  # short: half the figure wide
 
 
 def _ms(values: list[float]) -> str:

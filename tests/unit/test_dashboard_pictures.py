@@ -134,7 +134,7 @@ def test_every_panel_has_a_one_line_summary():
                                            "seconds": 5.0}))
     assert lines["stock"] == "stock 100→0 of 100 in 2.3 s"
     assert lines["orders"] == "orders: 0 pending, 0 reserved, 100 confirmed, 900 cancelled"
-    assert lines["cpu"] == "CPU ms per order: 0.70 in all (900 orders in 5 s); most in gateway"
+    assert lines["cpu"] == "CPU ms per order: 0.70 (900 orders, 5 s); most in gateway"
     assert all("\n" not in line for line in lines.values())
 
 
@@ -151,7 +151,7 @@ def test_the_dashboard_figure_takes_any_snapshot(changes):
 
 def test_an_idle_stack_keeps_its_last_cpu_figure_and_says_it_is_not_live():
     bars = panels.cpu_bars({"ms": {"kafka": 3.0, "total": 3.0}, "orders": 72, "seconds": 5.5, "live": False})
-    assert bars["title"] == "CPU ms per order: 3.00 in all (72 orders in 5.5 s, the last seconds any settled)"
+    assert bars["title"] == "CPU ms per order: 3.00 (72 orders, 5.5 s; idle since)"
 
 
 def test_orders_by_status_never_shows_an_empty_minus_one_to_one_axis():
