@@ -109,9 +109,10 @@ class Dashboard:
         self.summary.value = _summary(snap)
         self.feed.value = _feed(snap["feed"])
         for name, light in self.lights.items():
-            up = snap["up"].get(name)
-            color = palette.HEALTH["up" if up else "down"]
-            light.value = f"<b style='color:{color}'>{'●' if up else '○'}</b> {name}{'' if up else ' (down)'}"
+            up = snap["up"].get(name)  # None: never started here (03 starts the services one by one)
+            state = "up" if up else "idle" if up is None else "down"
+            said = {"up": "", "idle": " (not started)", "down": " (down)"}[state]
+            light.value = f"<b style='color:{palette.HEALTH[state]}'>{'●' if up else '○'}</b> {name}{said}"
         self.note.value = html.escape(self._message)
         self._drawn = snap["version"]
 
