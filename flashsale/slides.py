@@ -17,6 +17,7 @@ from pathlib import Path
 from IPython.display import HTML, SVG
 
 from flashsale import live
+from flashsale.lab import palette
 from flashsale.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +142,7 @@ def sold_chart() -> SVG:
     bars = []
     for i, (name, n) in enumerate(zip(SYSTEMS, sold, strict=True)):
         y, w = 20 + i * 72, max(4, n / top * width)
-        color = "#c0392b" if n > run["stock"] else "#1e8449"
+        color = palette.color(name)  # each system's colour, as on every chart of the kit
         bars.append(f'<text x="250" y="{y + 36}" text-anchor="end" font-size="24">{name}</text>'
                     f'<rect x="270" y="{y}" width="{w:.0f}" height="50" fill="{color}"/>'
                     f'<text x="{280 + w:.0f}" y="{y + 36}" font-size="26" font-weight="bold">{n:,}</text>')

@@ -5,7 +5,7 @@
     naive = lab.flash_sale(stack, "naive")     # a new sale of 100, then 1,000 buyers at once
     lab.tap(stack, "order.events", last=10)    # what the log says
     lab.lag(stack)                             # how far each consumer group is behind
-    dash = await lab.dashboard(stack)          # live: stock, orders, latency, lag, Kill / Restart
+    dash = await lab.dashboard(stack)          # live: topology, stock, orders, latency, CPU, lag, Kill
     lab.psp(stack, outage_s=5)                 # the payment provider down for 5 s (as `flashsale psp`)
     lab.show(inventory)                        # the real source of what runs
     lab.stop(stack)                            # nothing of it keeps running

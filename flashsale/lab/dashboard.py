@@ -4,6 +4,10 @@
     race = await dash.race(1000)        # 1,000 buyers at the gateway; the dashboard draws as they go
     dash.stop()                         # the last picture stays
 
+One figure, one widget: the architecture on top (`topology`: events a second on each arrow, each consumer's
+lag, a killed service grey and DOWN), then stock, orders by status, latency, CPU per order per component,
+and the lag of each partition grouped by consumer group (`panels`); under it, one line of text per picture.
+
 A thread (`watch.Watcher`) gathers the facts; a task on the kernel's own
 asyncio loop redraws at most ten times a second, one batch per redraw. Neither
 blocks a cell, but a cell that blocks the kernel pauses the drawing until it
@@ -24,6 +28,7 @@ import plotly.graph_objects as go
 from IPython.display import display
 from plotly.subplots import make_subplots
 
+from flashsale.lab import palette, panels, topology
 from flashsale.lab.control import background
 from flashsale.lab.races import buyers
 from flashsale.lab.watch import Watcher
@@ -31,15 +36,15 @@ from flashsale.stack.control import INFRA, SERVICES, Stack
 
 REDRAW_S = 0.1  # at most ten redraws a second
 QUIET_S = 3  # the kernel's quiet moment while the browser loads the plot (anywidget allows a new widget 2 s)
-STATUSES = ("pending", "reserved", "confirmed", "cancelled")
+STATUSES = panels.STATUSES
 
 
 class Dashboard:
     def __init__(self, stack: Stack):
         self.stack, self.watcher, self.fig = stack, Watcher(stack), go.FigureWidget(_figure())
-        self.header, self.feed, self.note = widgets.HTML(), widgets.HTML(), widgets.HTML()
-        self.lights = {name: widgets.HTML(layout=widgets.Layout(width="130px")) for name in (*SERVICES, *INFRA)}
-        self.widget = widgets.VBox([self.header, self.fig, widgets.HBox([self.feed, self._buttons()])])
+        self.header, self.summary, self.feed, self.note = widgets.HTML(), widgets.HTML(), widgets.HTML(), widgets.HTML()
+        self.lights = {name: widgets.HTML(layout=widgets.Layout(width="190px")) for name in (*SERVICES, *INFRA)}
+        self.widget = widgets.VBox([self.header, self.fig, self.summary, widgets.HBox([self.feed, self._buttons()])])
         self._drawn, self._message = -1, ""
         self.task: asyncio.Task | None = None
 
@@ -103,59 +108,100 @@ class Dashboard:
             await asyncio.sleep(REDRAW_S)
 
     def _draw(self, snap: dict) -> None:
-        seconds, stock = zip(*snap["stock"], strict=True) if snap["stock"] else ((), ())
-        lag = snap["lag"]
         with self.fig.batch_update():
-            self.fig.data[0].x, self.fig.data[0].y = seconds, stock
-            self.fig.data[1].y = [snap["counts"].get(s, 0) for s in STATUSES]
-            self.fig.data[2].x, self.fig.data[3].x = snap["accept_ms"], snap["e2e_ms"]
-            self.fig.data[4].x = [f"{r['group']}<br>{r['topic'].split('.')[0]}/{r['partition']}" for r in lag]
-            self.fig.data[4].y = [r["lag"] for r in lag]
-            # Who holds each partition, as the broker says: over the bar on Apache Kafka; tansu does not know.
-            owners = [r.get("owner") or "nobody" for r in lag]
-            self.fig.data[4].hovertext = owners
-            self.fig.data[4].text = owners if self.watcher.settings.consumer_groups else None
+            paint(self.fig, snap)
         self.header.value = _header(snap)
+        self.summary.value = _summary(snap)
         self.feed.value = _feed(snap["feed"])
         for name, light in self.lights.items():
-            up = snap["up"].get(name)
-            light.value = f"<b style='color:{'seagreen' if up else 'crimson'}'>{'●' if up else '○'}</b> {name}"
+            up = snap["up"].get(name)  # None: never started here (03 starts the services one by one)
+            state = "up" if up else "idle" if up is None else "down"
+            said = {"up": "", "idle": " (not started)", "down": " (down)"}[state]
+            light.value = f"<b style='color:{palette.HEALTH[state]}'>{'●' if up else '○'}</b> {name}{said}"
         self.note.value = html.escape(self._message)
         self._drawn = snap["version"]
 
 
+def paint(fig: go.Figure, snap: dict) -> None:
+    """Put one watcher snapshot on the figure `_figure()` built."""
+    seconds, stock = zip(*snap["stock"], strict=False) if snap["stock"] else ((), ())
+    lag, cpu = panels.lag_bars(snap["lag"], snap["up"]), panels.cpu_bars(snap["cpu"])
+    trace = {t.name: t for t in fig.data}
+    topology.draw(fig, topology.picture(snap))
+    trace["stock"].x, trace["stock"].y = seconds, stock
+    trace["orders"].y = [snap["counts"].get(s, 0) for s in STATUSES]
+    fig.layout.yaxis3.range = [0, max(1, *trace["orders"].y) * 1.15]  # never an empty -1..1 axis
+    trace["accept"].x, trace["end-to-end"].x = snap["accept_ms"], snap["e2e_ms"]
+    trace["cpu"].x, trace["cpu"].y = cpu["x"], cpu["y"]
+    trace["lag"].x, trace["lag"].y, trace["lag"].marker.color = lag["x"], lag["y"], lag["colors"]
+    trace["lag"].text, trace["lag"].hovertext = lag["text"], lag["hover"]
+    fig.layout.yaxis6.range, fig.layout.yaxis6.dtick = lag["range"], lag["dtick"]
+    fig.layout.xaxis5.visible = fig.layout.yaxis5.visible = bool(cpu["x"])  # no empty axes while nothing settled
+    notes = {a.name: a for a in fig.layout.annotations if a.name in ("lag note", "owners", "cpu")}
+    notes["lag note"].text, notes["owners"].text, notes["cpu"].text = lag["note"], lag["owners"], cpu["title"]
+
+
 def _figure() -> go.Figure:
-    fig = make_subplots(rows=2, cols=2, vertical_spacing=0.18, subplot_titles=(
-        "available stock", "orders by status", "latency (ms): accept vs end-to-end",
-        "consumer lag per partition (and its owner)"))
-    fig.add_scatter(x=[], y=[], name="stock", mode="lines+markers", line_shape="hv", row=1, col=1)
-    fig.add_bar(x=[s.upper() for s in STATUSES], y=[0] * len(STATUSES), name="orders", row=1, col=2,
-                marker_color=["orange", "gold", "seagreen", "grey"])
-    fig.add_histogram(x=[], name="accept", opacity=0.6, nbinsx=40, row=2, col=1)
-    fig.add_histogram(x=[], name="end-to-end", opacity=0.6, nbinsx=40, row=2, col=1)
-    fig.add_bar(x=[], y=[], name="lag", row=2, col=2, marker_color="slateblue", textposition="outside",
+    """The topology on top, the sale's panels below it, the lag across the bottom: one figure, one widget."""
+    fig = make_subplots(rows=4, cols=2, vertical_spacing=0.07, horizontal_spacing=0.1,
+                        row_heights=[0.42, 0.18, 0.18, 0.22],
+                        specs=[[{"colspan": 2}, None], [{}, {}], [{}, {}], [{"colspan": 2}, None]],
+                        subplot_titles=("events a second on each arrow; lag (events waiting) under each consumer",
+                                        "available stock, by seconds", "orders by status",
+                                        "latency (ms): accept and end-to-end",
+                                        " ", "consumer lag per partition, by group"))
+    topology.add(fig, row=1, col=1)
+    fig.add_scatter(x=[], y=[], name="stock", mode="lines+markers", line_shape="hv", row=2, col=1,
+                    line_color=palette.SERIES["stock"], showlegend=False)
+    fig.add_bar(x=[s.upper() for s in STATUSES], y=[0] * len(STATUSES), name="orders", row=2, col=2,
+                marker_color=[palette.STATUSES[s] for s in STATUSES], marker_line=dict(width=1, color="black"),
+                showlegend=False)
+    for name in ("accept", "end-to-end"):
+        fig.add_histogram(x=[], name=name, opacity=0.6, nbinsx=40, row=3, col=1, marker_color=palette.color(name))
+    fig.add_bar(x=[], y=[], name="cpu", row=3, col=2, marker_color=palette.SERIES["service"], showlegend=False,
+                texttemplate="%{y:.2f}", textposition="outside", cliponaxis=False)
+    fig.add_bar(x=[[], []], y=[], name="lag", row=4, col=1, showlegend=False, textposition="outside",
                 cliponaxis=False, hovertemplate="%{x}<br>lag %{y}<br>owner: %{hovertext}<extra></extra>")
-    fig.update_xaxes(title_text="seconds", row=1, col=1)
-    fig.update_layout(height=560, barmode="overlay", template="plotly_white", margin=dict(l=40, r=20, t=40, b=40),
-                      legend=dict(orientation="h", y=-0.12))
+    fig.add_annotation(text="", name="lag note", xref="x6 domain", yref="y6 domain", x=0.5, y=0.6,
+                       showarrow=False, font=dict(size=18, color=palette.GREY))
+    fig.add_annotation(text="", name="owners", xref="x6 domain", yref="y6 domain", x=1, y=1.02,
+                       xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=13, color=palette.GREY))
+    cpu_title = next(a for a in fig.layout.annotations if a.text == " ")
+    cpu_title.name = "cpu"
+    fig.update_xaxes(tickfont=dict(size=13), tickangle=0, row=4, col=1)
+    fig.update_xaxes(tickfont=dict(size=14), row=2, col=2)
+    fig.update_yaxes(rangemode="tozero", row=3, col=2)
+    # A fixed size: the widget's own guess of its width comes before JupyterLab has laid the cell out (measured:
+    # 640 px of a 968 px output area), and squeezes the topology's labels into each other. 960 px fits
+    # JupyterLab on a 1400 px screen with its file browser open.
+    fig.update_layout(width=960, height=1400, barmode="overlay", **palette.LAYOUT)
+    latency = fig.get_subplot(3, 1)  # its legend inside its top right corner
+    fig.update_layout(legend=dict(x=latency.xaxis.domain[1], y=latency.yaxis.domain[1], xanchor="right",
+                                  yanchor="top", bgcolor="rgba(255,255,255,0.8)"))
     return fig
+
+
+def _summary(snap: dict) -> str:
+    lines = [topology.summary(topology.picture(snap), snap["rates"]), *panels.summaries(snap).values()]
+    return "<div role='status' style='font-size:15px'>" + "<br>".join(html.escape(line) for line in lines) + "</div>"
 
 
 def _header(snap: dict) -> str:
     c = snap["counts"]
     if not c:
-        return "<b>waiting for the first numbers…</b>"
-    errors = "".join(f"<br><span style='color:crimson'>{html.escape(k)}: {html.escape(v)}</span>"
+        return "<b style='font-size:18px'>waiting for the first numbers…</b>"
+    cpu = f" · CPU {snap['cpu']['ms']['total']:.2f} ms per order" if snap.get("cpu") else ""
+    errors = "".join(f"<br><span style='color:{palette.HEALTH['down']}'>{html.escape(k)}: {html.escape(v)}</span>"
                      for k, v in snap["errors"].items())
-    return (f"<b>sale {c['saleId']}</b>: {c['availableStock']} of {c['initialStock']} left · "
-            f"{c['confirmed']} confirmed · {c['cancelled']} cancelled · {c['pending']} pending · "
-            f"{c.get('reserved', 0)} reserved, waiting for the payment{errors}")
+    return (f"<div style='font-size:18px'><b>sale {c['saleId']}</b>: {c['availableStock']} of {c['initialStock']} "
+            f"left · {c['confirmed']} confirmed · {c['cancelled']} cancelled · {c['pending']} pending · "
+            f"{c.get('reserved', 0)} reserved, waiting for the payment{cpu}{errors}</div>")
 
 
 def _feed(rows: list[tuple]) -> str:
     cells = "".join(f"<tr><td>{t}</td><td><code>{o}</code></td><td>{topic}</td><td>{p}</td><td>{off}</td></tr>"
                     for t, o, topic, p, off in rows)
-    return ("<table style='font-size:12px;min-width:480px'><tr><th>type</th><th>order</th><th>topic</th>"
+    return ("<table style='font-size:14px;min-width:520px'><tr><th>type</th><th>order</th><th>topic</th>"
             f"<th>partition</th><th>offset</th></tr>{cells}</table>")
 
 

@@ -4,10 +4,11 @@ It keeps the latest facts under a lock; the dashboard takes a `snapshot()`
 whenever it redraws. Every read is guarded: a server that is down (the lesson
 of notebook 04) leaves the last known value in place instead of an error.
 """
+import json
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 import psycopg
@@ -16,6 +17,7 @@ from redis import Redis
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
+from flashsale.lab.cost import Cost
 from flashsale.lab.groups import QUIET, LagMeter
 from flashsale.lab.tap import EndToEnd
 from flashsale.sale import current_sale, sale_counts
@@ -23,6 +25,32 @@ from flashsale.stack.control import Stack
 from flashsale.stack.processes import alive
 
 POLL_S, STATUS_S = 0.25, 1.0
+RATE_S = 2.0  # events a second, averaged over the last two seconds
+
+
+class Rates:
+    """Events a second per topic and per event type, over the last `window_s` seconds."""
+
+    def __init__(self, window_s: float = RATE_S):
+        self.window_s = window_s
+        self.seen: deque[tuple[float, str, str | None]] = deque()  # (seconds, topic, type)
+
+    def see(self, topic: str, kind: str | None, now: float) -> None:
+        self.seen.append((now, topic, kind))
+
+    def per_s(self, now: float) -> dict[str, float]:
+        while self.seen and self.seen[0][0] <= now - self.window_s:
+            self.seen.popleft()
+        counts = Counter(topic for _, topic, _ in self.seen) + Counter(kind for _, _, kind in self.seen if kind)
+        return {name: round(n / self.window_s, 1) for name, n in counts.items()}
+
+
+def event_type(value: bytes | None) -> str | None:
+    """The `type` of an event or a notification, or None if the message is no JSON object."""
+    try:
+        return json.loads(value or b"").get("type")
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 class Watcher(threading.Thread):
@@ -40,12 +68,16 @@ class Watcher(threading.Thread):
         self.accept_ms: list[float] = []
         self._pg: psycopg.Connection | None = None
         self._redis: Redis | None = None
+        self.rates: dict[str, Any] = {}
+        self.counter, self.cost = Rates(), Cost()
+        self.cpu: Any = None  # the last figure measured
 
     def snapshot(self) -> dict:
         with self.lock:
             return {"version": self.version, "stock": list(self.stock), "counts": dict(self.counts),
                     "lag": list(self.lag), "feed": list(self.feed), "up": dict(self.up),
-                    "e2e_ms": list(self.clock.ms), "accept_ms": list(self.accept_ms), "errors": dict(self.errors)}
+                    "e2e_ms": list(self.clock.ms), "accept_ms": list(self.accept_ms), "errors": dict(self.errors),
+                    "rates": dict(self.rates), "cpu": self.cpu}
 
     def add_accepts(self, latencies_ms: list[float]) -> None:
         with self.lock:
@@ -58,8 +90,7 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         tail = kafka.consumer(self.settings.kafka_bootstrap_servers, f"lab-dashboard-{uuid.uuid4()}", **QUIET)
-        tail.assign([TopicPartition(t, p, OFFSET_END) for t in (ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS)
-                     for p in range(self.settings.partitions)])
+        tail.assign([TopicPartition(t, p, OFFSET_END) for t in ev.TOPICS for p in range(self.settings.partitions)])
         meter = LagMeter(self.settings, owners=True)  # each row also names the partition's owner
         next_poll = next_status = 0.0
         try:
@@ -69,9 +100,11 @@ class Watcher(threading.Thread):
                 if now >= next_poll:
                     self._guard("sale", self._poll_sale)
                     self._guard("lag", lambda: self._set("lag", meter.read(timeout=1)))
+                    self._set("rates", self.counter.per_s(time.monotonic()))
                     next_poll = now + POLL_S
                 if now >= next_status:
                     self._guard("status", self._poll_status)
+                    self._guard("cpu", self._poll_cpu)
                     next_status = now + STATUS_S
         finally:
             tail.close()
@@ -97,8 +130,12 @@ class Watcher(threading.Thread):
                 self.version += 1
 
     def _events(self, messages) -> None:
+        now = time.monotonic()
         for m in messages:
             if m.error():
+                continue
+            self.counter.see(m.topic(), event_type(m.value()), now)
+            if m.topic() == ev.NOTIFICATION_EVENTS:  # for the browsers: counted, not in the feed
                 continue
             try:
                 event = ev.Event.from_json(m.value())
@@ -126,3 +163,15 @@ class Watcher(threading.Thread):
 
     def _poll_status(self) -> None:
         self._set("up", {name: alive(info.pid) for name, info in self.stack.processes().items()})
+
+    def _poll_cpu(self) -> None:
+        """CPU per order of each component over the last seconds; the last figure stays while no order settles."""
+        processes = {info.pid: info.service or name for name, info in self.stack.processes().items()
+                     if alive(info.pid)}
+        with self.lock:
+            settled = self.counts.get("confirmed", 0) + self.counts.get("cancelled", 0)
+        self.cost.sample(processes, settled, time.monotonic())
+        figure = self.cost.per_order()
+        if figure is None and self.cpu:  # nothing settles now: keep the last busy figure, and say so
+            figure = {**self.cpu, "live": False}
+        self._set("cpu", figure if figure is None or "live" in figure else {**figure, "live": True})

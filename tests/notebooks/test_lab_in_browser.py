@@ -3,8 +3,9 @@
 The test starts its own JupyterLab (fixed token, free port) on a copy of the notebooks (JupyterLab
 autosaves, and the committed notebooks must stay without outputs), opens 03, runs Run -> Run All
 Cells from the menu, waits until the notebook's teardown has stopped its stack, and then asks the
-page's plotly node whether the dashboard's first trace (available stock over time) holds points.
-The screenshot is kept as test-artifacts/lab-notebook-03.png.
+page's plotly node whether the dashboard's stock trace (available stock over time) holds points and
+its topology labels each consumer's lag. Screenshots to look at: test-artifacts/lab-notebook-03.png (the
+page) and test-artifacts/dashboard.png (the dashboard: topology, panels, summaries, buttons).
 """
 import json
 import os
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "03-event-driven.ipynb"
 SCREENSHOT = ROOT / "test-artifacts" / "lab-notebook-03.png"
+DASHBOARD = ROOT / "test-artifacts" / "dashboard.png"
 TOKEN = "flashsale-browser-test"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
@@ -33,6 +35,11 @@ SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"wind
 
 # Each plotly node on the page, with the number of x values of each of its traces.
 PLOTS = "() => [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).map(t => (t.x || []).length))"
+# The points of the dashboard's stock trace (-1 if no plot has one), and its topology's node labels.
+STOCK = ("() => Math.max(-1, ...[...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || [])"
+         ".filter(t => t.name === 'stock').map(t => (t.x || []).length)))")
+NODES = ("() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || [])"
+         ".filter(t => t.name === 'topology').map(t => t.text))")
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900),
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
@@ -113,15 +120,22 @@ def test_notebook_03_runs_in_jupyterlab_and_the_dashboard_draws(jupyterlab):
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
             wait_for(lambda: torn_down(home), 600, "notebook 03 did not reach its teardown", every=2)
-            try:  # the dashboard's plot comes first; its first trace is the available stock over time
-                wait_for(lambda: page.evaluate(PLOTS)[0][0] > 0, 60, "no points", every=1)
-            except (TimeoutError, IndexError):
+            try:  # the dashboard's stock trace: the available stock over time
+                wait_for(lambda: page.evaluate(STOCK) > 0, 60, "no points", every=1)
+            except TimeoutError:
                 pytest.fail(f"the dashboard's plot holds no points: traces' lengths per plot {page.evaluate(PLOTS)}; "
                             f"console errors {errors}")
+            labels = page.evaluate(NODES)
+            assert labels and any("lag" in text for text in labels[0]), labels  # the topology names each lag
             assert survivors(home) == []
         finally:
-            plot = page.locator(".js-plotly-plot").first
-            if plot.count():
-                plot.scroll_into_view_if_needed()
             page.screenshot(path=str(SCREENSHOT))
+            plot = page.locator(".js-plotly-plot").first  # the dashboard's, the notebook's first plot
+            if plot.count():  # a window as tall as the dashboard: JupyterLab scrolls inside, a screenshot cannot
+                page.set_viewport_size({"width": 1400, "height": 2400})
+                dashboard = page.locator(".jp-OutputArea-output", has=plot).first
+                dashboard = dashboard if dashboard.count() else plot
+                dashboard.scroll_into_view_if_needed()
+                page.wait_for_timeout(1000)
+                dashboard.screenshot(path=str(DASHBOARD))
             browser.close()
