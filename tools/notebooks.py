@@ -6,7 +6,8 @@
 Generated cells carry the metadata {"flashsale": "nav"} or {"flashsale": "contents"}: never edit them by
 hand. The navigation (previous | contents | next) opens and closes every notebook; the contents table,
 in the first notebook, lists each notebook's title, goal and minutes from its metadata ("flashsale":
-{"goal", "minutes"}). A cell marked NBVAL_CHECK_OUTPUT keeps its output and an execution count: that
+{"goal", "minutes"}); a lesson's closing navigation links the exercises it prepares ("exercises"). A cell
+marked NBVAL_CHECK_OUTPUT keeps its output and an execution count: that
 output is the lesson's fact, which `pytest --nbval-lax` compares the fresh run against.
 """
 import sys
@@ -31,10 +32,14 @@ def title(nb) -> str:
     raise ValueError("a notebook needs a `# Title` in its first markdown cell")
 
 
-def nav_cell(paths: list[Path], titles: list[str], i: int, where: str):
+def nav_cell(paths: list[Path], titles: list[str], i: int, where: str, exercises: list[str] = ()):
     previous = f"[← {titles[i - 1]}]({paths[i - 1].name})" if i > 0 else "← (this is the first)"
     following = f"[{titles[i + 1]} →]({paths[i + 1].name})" if i + 1 < len(paths) else "(this is the last) →"
-    text = f"{previous} | [Contents]({paths[0].name}#Contents) | {following}"
+    text = (f"{previous} | [Contents]({paths[0].name}#Contents) | [Cheat sheet](../docs/cheatsheet.md) | "
+            f"[Glossary](../docs/glossary.md) | {following}")
+    if exercises and where == "bottom":  # the exercises this lesson prepares, from its metadata
+        text += "\n\nExercises after this lesson: " + ", ".join(
+            f"[{name[:2]} · {name[3:].replace('-', ' ')}](exercises/{name}.ipynb)" for name in exercises)
     return _generated(nbformat.v4.new_markdown_cell(text), "nav", f"nav-{where}")
 
 
@@ -68,7 +73,8 @@ def tidy(nb, i: int, paths: list[Path], titles: list[str], notebooks: list):
                 output["execution_count"] = cell.execution_count
     if i == 0:
         cells.insert(1, contents_cell(paths, notebooks))
-    nb.cells = [nav_cell(paths, titles, i, "top"), *cells, nav_cell(paths, titles, i, "bottom")]
+    exercises = nb.metadata.get("flashsale", {}).get("exercises", [])
+    nb.cells = [nav_cell(paths, titles, i, "top"), *cells, nav_cell(paths, titles, i, "bottom", exercises)]
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info", "flashsale")}
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}

@@ -33,3 +33,12 @@ def test_each_notebook_is_a_lesson(path: Path):
     assert "lab.stop(stack)" in code[-1], "a teardown cell at the end"
     assert any("## Summary" in s for s in markdown[-3:]), "a summary at the end"
     assert max(len(s.splitlines()) for s in code) <= 8, "short cells: helpers live in flashsale.lab"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_link_of_the_navigation_leads_to_a_file_that_exists(path: Path):
+    import re
+
+    navigation = [c.source for c in nbformat.read(path, as_version=4).cells if c.metadata.get("flashsale") == "nav"]
+    links = [link.split("#")[0] for text in navigation for link in re.findall(r"\]\(([^)]+)\)", text)]
+    assert links and all((path.parent / link).exists() for link in links), links
