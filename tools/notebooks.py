@@ -10,12 +10,14 @@ in the first notebook, lists each notebook's title, goal and minutes from its me
 marked NBVAL_CHECK_OUTPUT keeps its output and an execution count: that
 output is the lesson's fact, which `pytest --nbval-lax` compares the fresh run against.
 """
+import os
 import sys
 from pathlib import Path
 
 import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+DOCS = NOTEBOOKS.parent / "docs"
 CHECKED = "NBVAL_CHECK_OUTPUT"
 GENERATED = ("nav", "contents")
 
@@ -35,8 +37,9 @@ def title(nb) -> str:
 def nav_cell(paths: list[Path], titles: list[str], i: int, where: str, exercises: list[str] = ()):
     previous = f"[← {titles[i - 1]}]({paths[i - 1].name})" if i > 0 else "← (this is the first)"
     following = f"[{titles[i + 1]} →]({paths[i + 1].name})" if i + 1 < len(paths) else "(this is the last) →"
-    text = (f"{previous} | [Contents]({paths[0].name}#Contents) | [Cheat sheet](../docs/cheatsheet.md) | "
-            f"[Glossary](../docs/glossary.md) | {following}")
+    docs = os.path.relpath(DOCS, paths[i].parent)  # lessons sit in notebooks/, exercises one folder deeper
+    text = (f"{previous} | [Contents]({paths[0].name}#Contents) | [Cheat sheet]({docs}/cheatsheet.md) | "
+            f"[Glossary]({docs}/glossary.md) | {following}")
     if exercises and where == "bottom":  # the exercises this lesson prepares, from its metadata
         text += "\n\nExercises after this lesson: " + ", ".join(
             f"[{name[:2]} · {name[3:].replace('-', ' ')}](exercises/{name}.ipynb)" for name in exercises)

@@ -35,7 +35,8 @@ def test_each_notebook_is_a_lesson(path: Path):
     assert max(len(s.splitlines()) for s in code) <= 8, "short cells: helpers live in flashsale.lab"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", [*NOTEBOOKS, *sorted((ROOT / "notebooks").glob("*/[0-9][0-9]-*.ipynb"))],
+                         ids=lambda path: f"{path.parent.name}/{path.stem}")
 def test_every_link_of_the_navigation_leads_to_a_file_that_exists(path: Path):
     import re
 
