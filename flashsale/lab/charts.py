@@ -70,11 +70,16 @@ def latencies(**series: Race | list[float]) -> go.Figure:
                                for name, v in values.items()))
 
 
+def _number(value) -> str:
+    """1,234 for a number; anything else (a time, a label) as it is."""
+    return f"{value:,}" if isinstance(value, int | float) else str(value)
+
+
 def lines(rows: list[dict], x: str, *ys: str, title: str = "") -> go.Figure:
     """One line per column `ys` against `x`, from a list of row dicts."""
     fig = go.Figure([go.Scatter(x=[r[x] for r in rows], y=[r[y] for r in rows], name=y, mode="lines+markers",
                                 line_color=color) for y, color in zip(ys, palette.colors(ys), strict=False)])
     fig.update_layout(title=title, xaxis_title=x, **LAYOUT)
-    ends = f" as {x} goes {rows[0][x]:,} → {rows[-1][x]:,}" if rows else ""
+    ends = f" as {x} goes {_number(rows[0][x])} → {_number(rows[-1][x])}" if rows else ""
     return said(fig, (f"{title}: " if title else "") + "; ".join(
         f"{y} {rows[0][y]:,.0f} → {rows[-1][y]:,.0f}" for y in ys if rows) + ends)

@@ -21,7 +21,8 @@ from flashsale.stack.control import Stack
 
 
 class EventV3(BaseModel):
-    """Version 3 of `flashsale.events.Event`: `userId` is now `buyerId`; every event names its price."""
+    """Version 3 of `flashsale.events.Event`: `userId` is now `buyerId`. The price stays optional, as in version 2
+    (an event a test or another tool wrote names none); version 1's, which had no field for it, get the old price."""
 
     version: Literal[3]
     eventId: str
@@ -32,7 +33,7 @@ class EventV3(BaseModel):
     productId: ev.Text
     quantity: ev.Int32
     saleId: ev.Int32
-    priceCents: ev.Int32
+    priceCents: ev.Int32 | None = None
     reason: ev.Text | None = None
     availableStock: int | None = None
 
@@ -105,8 +106,8 @@ def judge_upcast(upcast_v3, data: dict) -> None:
                     "version 1 has no 'version' field (and no price), version 2 has 'userId'") from None
     buyer = data.get("userId", data.get("buyerId"))
     expect(event.buyerId == buyer, f"{what}: buyerId is {event.buyerId!r}; the event's buyer is {buyer!r}")
-    expect(event.priceCents == data.get("priceCents", ev.V1_PRICE_CENTS),
-           f"{what}: priceCents is {event.priceCents}, it should be {data.get('priceCents', ev.V1_PRICE_CENTS)} "
+    price = data.get("priceCents", ev.V1_PRICE_CENTS if version == 1 else None)
+    expect(event.priceCents == price, f"{what}: priceCents is {event.priceCents}, it should be {price} "
            "(version 1 named no price: every sale of version 1 was at events.V1_PRICE_CENTS)")
     kept = {k: v for k, v in data.items() if k not in ("version", "userId", "priceCents")}
     lost = [k for k, v in kept.items() if out.get(k) != v]
