@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-import psycopg_pool
 import redis.asyncio as aioredis
 from fastapi import Body, Depends, FastAPI, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi.middleware.cors import CORSMiddleware
@@ -56,7 +55,7 @@ async def lifespan(app: FastAPI):
         settings.redis_url, max_connections=64, timeout=5, socket_timeout=3))
     app.state.sale_and_stock = SharedRead(lambda: read_sale_and_stock(app.state.redis))
     background.watch("sale-and-stock read", app.state.sale_and_stock.start())
-    app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
+    app.state.db = postgres.async_pool(settings.database_url, 1, 4)
     await app.state.db.open(wait=False)
     producer = kafka.reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3,
                                        **{"linger.ms": 5, "error_cb": background.kafka_errors("kafka producer")})

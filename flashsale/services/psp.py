@@ -17,11 +17,11 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-import psycopg_pool
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from flashsale.adapters import postgres
 from flashsale.services.http import ApiError, BodyLimit, admin_only, error_body, install_error_handlers, serve
 from flashsale.settings import Settings
 
@@ -57,7 +57,7 @@ class ChargeRequest(BaseModel):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    app.state.db = psycopg_pool.AsyncConnectionPool(settings.database_url, min_size=4, max_size=4, open=False)
+    app.state.db = postgres.async_pool(settings.database_url, 4, 4)
     await app.state.db.open(wait=True, timeout=10)
     yield
     await app.state.db.close()
