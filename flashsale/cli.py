@@ -261,8 +261,9 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
         fail(error)
     table = Table("system", "accepted/s", "p50 ms", "p99 ms", "errors", title="flashsale bench")
     for system, accepted in result["accept_per_s"].items():
-        table.add_row(system, f"{accepted:,.0f}", f"{result['p50_accept_ms'][system]:,.1f}",
-                      f"{result['p99_accept_ms_by_system'][system]:,.1f}", str(result["errors"][system]))
+        p50, p99 = result["p50_accept_ms"][system], result["p99_accept_ms_by_system"][system]
+        table.add_row(system, f"{accepted:,.0f}", "no answer" if p50 is None else f"{p50:,.1f}",
+                      "in the run" if p99 is None else f"{p99:,.1f}", str(result["errors"][system]))
     console.print(table)
     console.print(f"event-driven vs locked: {result['ratio_event_vs_locked']}x; vs ceiling: "
                   f"{result['ratio_event_vs_ceiling']}; end-to-end at {rate}/s on {result['broker']}: "
