@@ -59,6 +59,13 @@ GROUP_MEMBER: dict[str, dict[str, str | int]] = {
     "classic": {"group.protocol": "classic", "partition.assignment.strategy": "range",
                 "session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
 }
+# On three Kafka nodes a member's session must outlast the move of its group's coordinator when that node dies
+# (the controllers notice in 3 s, elect, load the group): measured in CI under load, that took more than 6 s;
+# every member gave its session up (SESSTMOUT), rejoined under its static id, and a request still in flight
+# under its old member id got it fenced (FENCED_INSTANCE_ID, fatal in librdkafka): every service stopped.
+# A killed *service* keeps its partitions this long there; no lesson kills one on three nodes.
+CLUSTER_SESSION_MS = 15000
+CLUSTER_CLASSIC = {"session.timeout.ms": CLUSTER_SESSION_MS}  # KIP-848 keeps it on the broker (THREE_NODES)
 FETCH = {key: FAST_CONSUMER[key] for key in ("fetch.wait.max.ms", "queued.min.messages", "fetch.queue.backoff.ms")}
 QUIET = {"log_level": 0}  # a probe of a broker that may be down on purpose says nothing
 
@@ -208,11 +215,15 @@ def member(settings: Settings, group: str, **overrides) -> Consumer:
     """
     if not settings.consumer_groups:
         return consumer(settings.kafka_bootstrap_servers, group, settings.broker_on_s3, **overrides)
+    return Consumer({**member_config(settings, group), **overrides})
+
+
+def member_config(settings: Settings, group: str) -> dict:
     identity = f"{group}-{settings.instance}"
-    return Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group,
-                     "group.instance.id": identity, "client.id": identity, "enable.auto.commit": False,
-                     "auto.offset.reset": "earliest", **FETCH, **GROUP_MEMBER[settings.group_protocol],
-                     **overrides})
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group, "group.instance.id": identity,
+            "client.id": identity, "enable.auto.commit": False, "auto.offset.reset": "earliest", **FETCH,
+            **GROUP_MEMBER[settings.group_protocol],
+            **(CLUSTER_CLASSIC if settings.replicas > 1 and settings.group_protocol == "classic" else {})}
 
 
 class Membership:
