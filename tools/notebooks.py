@@ -2,16 +2,22 @@
 
     python tools/notebooks.py          # rewrite them in place (run it before committing a notebook)
     python tools/notebooks.py --check  # exit 1 if any notebook is not as this tool would write it
+    python tools/notebooks.py --time 03-event-driven 05-scaling   # run them (nbval), record their run time
 
 Generated cells carry the metadata {"flashsale": "nav"} or {"flashsale": "contents"}: never edit them by
 hand. The navigation (previous | contents | next) opens and closes every notebook; the contents table,
 in the first notebook, lists each notebook's title, goal and minutes from its metadata ("flashsale":
-{"goal", "minutes"}); a lesson's closing navigation links the exercises it prepares ("exercises"). A cell
+{"goal", "minutes"}); a lesson's closing navigation links the exercises it prepares ("exercises"). The
+minutes are computed (`minutes`), never typed: a lesson that grows gets more. A cell
 marked NBVAL_CHECK_OUTPUT keeps its output and an execution count: that
 output is the lesson's fact, which `pytest --nbval-lax` compares the fresh run against.
 """
+import math
 import os
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import nbformat
@@ -20,6 +26,23 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 DOCS = NOTEBOOKS.parent / "docs"
 CHECKED = "NBVAL_CHECK_OUTPUT"
 GENERATED = ("nav", "contents")
+
+# A learner's minutes for a lesson: its own run, measured (`run_s` in its metadata, recorded by `--time`: the
+# learner waits for every cell too), plus reading its prose at 180 words a minute (text read to learn from; adults
+# read plain non-fiction at about 240, Brysbaert 2019), its code at 8 lines a minute, and 2 minutes for each
+# prediction (read the choices, pick one, say why). Rounded up to 5 minutes. A model with measured inputs, not
+# a stopwatch held over a room of learners: the README and the teaching notes say so.
+PROSE_WPM, CODE_LPM, PREDICTION_MIN = 180, 8, 2
+PREDICTION = "## What do you expect?"
+
+
+def minutes(nb) -> int:
+    cells = [c for c in nb.cells if c.metadata.get("flashsale") not in GENERATED]
+    words = sum(len(c.source.split()) for c in cells if c.cell_type == "markdown")
+    lines = sum(len(c.source.splitlines()) for c in cells if c.cell_type == "code")
+    predictions = sum(c.source.count(PREDICTION) for c in cells if c.cell_type == "markdown")
+    total = nb.metadata["flashsale"]["run_s"] / 60 + words / PROSE_WPM + lines / CODE_LPM
+    return 5 * math.ceil((total + predictions * PREDICTION_MIN) / 5)
 
 
 def notebook_paths() -> list[Path]:
@@ -92,9 +115,30 @@ def problems(nb, path: Path) -> list[str]:
     return found
 
 
+def run_seconds(path: Path) -> float:
+    """Run a notebook top to bottom as the suite does (nbval, a stack of its own); the seconds it took."""
+    with tempfile.TemporaryDirectory() as home:
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "pytest", "-x", "--nbval-lax", "--nbval-cell-timeout=600", "-p",
+                        "no:cacheprovider", f"--basetemp={home}/nbval", "-q", str(path)],
+                       env={**os.environ, "FLASHSALE_HOME": home}, check=True, capture_output=True)
+        return time.monotonic() - started
+
+
+def record_times(names: list[str]) -> None:
+    for path in notebook_paths():
+        if path.stem in names:
+            nb = nbformat.read(path, as_version=4)
+            nb.metadata["flashsale"]["run_s"] = round(run_seconds(path))
+            nbformat.write(nb, path)
+            print(f"{path.stem}: {nb.metadata['flashsale']['run_s']} s")
+
+
 def main(check: bool) -> int:
     paths = notebook_paths()
     notebooks = [nbformat.read(path, as_version=4) for path in paths]
+    for nb in notebooks:  # before any is written: the contents table of the first lists them all
+        nb.metadata["flashsale"]["minutes"] = minutes(nb)
     titles = [title(nb) for nb in notebooks]
     stale, errors = [], []
     for i, (path, nb) in enumerate(zip(paths, notebooks, strict=True)):
@@ -114,4 +158,6 @@ def main(check: bool) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--time"]:
+        record_times(sys.argv[2:] or [path.stem for path in notebook_paths()])
     sys.exit(main(check="--check" in sys.argv[1:]))

@@ -30,13 +30,14 @@ class LabStack(Stack):
             ledger.writelines(f"{info.pid}\n" for info in state.processes.values())
 
 
-def start(name: str, services=SERVICES, stock: int = 100, **settings) -> LabStack:
+def start(name: str, services=SERVICES, stock: int = 100, timeout: float = 120, **settings) -> LabStack:
     """Start the servers and `services` for notebook `name`, with a new sale of `stock` phones.
 
-    `settings` change this stack's Settings (`price_cents=99_900`); every process of it gets them."""
+    `settings` change this stack's Settings (`price_cents=99_900`); every process of it gets them. Each server
+    gets `timeout` seconds to be healthy (three Kafka nodes took 25 s here, on a quiet machine)."""
     home = Settings().home.resolve() / name
     stack = LabStack(Settings(home=home, **_ports(home), **settings))
-    stack.up(stock=stock, services=tuple(services))
+    stack.up(stock=stock, services=tuple(services), timeout=timeout)
     atexit.register(stack.down)  # restarting or closing the kernel stops this notebook's stack too
     return stack
 

@@ -7,6 +7,7 @@
 One figure, one widget: the architecture on top (`topology`: events a second on each arrow, each consumer's
 lag, a killed service grey and DOWN), then stock, orders by status, latency, CPU per order per component,
 and the lag of each partition grouped by consumer group (`panels`); under it, one line of text per picture.
+On three Kafka nodes the header also names each partition's leader and in-sync replicas (`replicas`).
 
 A thread (`watch.Watcher`) gathers the facts; a task on the kernel's own
 asyncio loop redraws at most ten times a second, one batch per redraw. Neither
@@ -28,7 +29,7 @@ import plotly.graph_objects as go
 from IPython.display import display
 from plotly.subplots import make_subplots
 
-from flashsale.lab import palette, panels, topology
+from flashsale.lab import palette, panels, replicas, topology
 from flashsale.lab.control import background
 from flashsale.lab.races import buyers
 from flashsale.lab.watch import Watcher
@@ -191,11 +192,12 @@ def _header(snap: dict) -> str:
     if not c:
         return "<b style='font-size:18px'>waiting for the first numbers…</b>"
     cpu = f" · CPU {snap['cpu']['ms']['total']:.2f} ms per order" if snap.get("cpu") else ""
+    replication = f"<br>replicas: {html.escape(replicas.line(snap['replicas']))}" if snap.get("replicas") else ""
     errors = "".join(f"<br><span style='color:{palette.HEALTH['down']}'>{html.escape(k)}: {html.escape(v)}</span>"
                      for k, v in snap["errors"].items())
     return (f"<div style='font-size:18px'><b>sale {c['saleId']}</b>: {c['availableStock']} of {c['initialStock']} "
             f"left · {c['confirmed']} confirmed · {c['cancelled']} cancelled · {c['pending']} pending · "
-            f"{c.get('reserved', 0)} reserved, waiting for the payment{cpu}{errors}</div>")
+            f"{c.get('reserved', 0)} reserved, waiting for the payment{cpu}{replication}{errors}</div>")
 
 
 def _feed(rows: list[tuple]) -> str:

@@ -17,6 +17,7 @@ from redis import Redis
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
+from flashsale.lab import replicas
 from flashsale.lab.cost import Cost
 from flashsale.lab.groups import QUIET, LagMeter
 from flashsale.lab.tap import EndToEnd
@@ -71,13 +72,15 @@ class Watcher(threading.Thread):
         self.rates: dict[str, Any] = {}
         self.counter, self.cost = Rates(), Cost()
         self.cpu: Any = None  # the last figure measured
+        self.replicas: list[dict] = []  # order.events' leaders and in-sync replicas, on three Kafka nodes
+        self._admin = replicas.admin(stack) if stack.settings.replicas > 1 else None
 
     def snapshot(self) -> dict:
         with self.lock:
             return {"version": self.version, "stock": list(self.stock), "counts": dict(self.counts),
                     "lag": list(self.lag), "feed": list(self.feed), "up": dict(self.up),
                     "e2e_ms": list(self.clock.ms), "accept_ms": list(self.accept_ms), "errors": dict(self.errors),
-                    "rates": dict(self.rates), "cpu": self.cpu}
+                    "rates": dict(self.rates), "cpu": self.cpu, "replicas": list(self.replicas)}
 
     def add_accepts(self, latencies_ms: list[float]) -> None:
         with self.lock:
@@ -105,6 +108,9 @@ class Watcher(threading.Thread):
                 if now >= next_status:
                     self._guard("status", self._poll_status)
                     self._guard("cpu", self._poll_cpu)
+                    if self._admin is not None:
+                        self._guard("replicas", lambda: self._set(
+                            "replicas", replicas.read(self._admin, [ev.ORDER_EVENTS], timeout=1)))
                     next_status = now + STATUS_S
         finally:
             tail.close()

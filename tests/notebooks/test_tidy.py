@@ -1,4 +1,5 @@
 """The notebooks as committed: tidy (generated navigation up to date, no stray outputs), and shaped like lessons."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 
 
-def test_there_are_nine_notebooks():
-    assert [path.name[:2] for path in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06", "07", "08"]
+def test_there_are_ten_notebooks():
+    assert [path.name[:2] for path in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09"]
 
 
 def test_navigation_and_outputs_are_as_the_tool_writes_them():
@@ -43,3 +44,11 @@ def test_every_link_of_the_navigation_leads_to_a_file_that_exists(path: Path):
     navigation = [c.source for c in nbformat.read(path, as_version=4).cells if c.metadata.get("flashsale") == "nav"]
     links = [link.split("#")[0] for text in navigation for link in re.findall(r"\]\(([^)]+)\)", text)]
     assert links and all((path.parent / link).exists() for link in links), links
+
+
+def test_the_readme_gives_each_lesson_the_minutes_the_tool_computes_for_it():
+    readme = (ROOT / "README.md").read_text()
+    computed = {path.stem: nbformat.read(path, as_version=4).metadata["flashsale"]["minutes"] for path in NOTEBOOKS}
+    for stem, minutes in computed.items():
+        assert re.search(rf"^\| `{stem}` \|.*\| {minutes} \|$", readme, re.M), f"README: {stem} takes {minutes} min"
+    assert re.search(rf"^\| \| the whole lab \| {sum(computed.values())} \|$", readme, re.M)

@@ -167,3 +167,14 @@ def test_a_service_not_started_yet_is_grey_and_says_so_while_a_server_the_stack_
     inventory = list(topology.NODES).index("inventory")
     assert pic["down"] == ["inventory"] and "not started" in pic["node_labels"][inventory]
     assert topology.alive("redis", up) is None and topology.alive("orders", {}) is None
+
+
+def test_on_three_nodes_the_header_names_each_partitions_leader_and_who_is_out_of_sync():
+    rows = [{"topic": "order.events", "partition": 0, "leader": "kafka-2", "replicas": [1, 2, 3], "in sync": [2, 3],
+             "out of sync": [1]},
+            {"topic": "order.events", "partition": 1, "leader": None, "replicas": [1, 2, 3], "in sync": [1],
+             "out of sync": [2, 3]}]
+    header = dashboard._header(snapshot(replicas=rows))
+    assert ("replicas: order.events p0: leader kafka-2, in sync 2 3, out of sync 1 · p1: leader NONE, in sync 1, "
+            "out of sync 2 3") in header
+    assert "replicas" not in dashboard._header(snapshot())  # one node: nothing to say
