@@ -36,10 +36,18 @@ def fresh_sale(stack):
     return stack.reset(stock=100, per_user_limit=1)
 
 
+UNIT = Path(__file__).parent / "unit"
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "faults: breaks and mends the shared stack; runs after every other test")
+    config.addinivalue_line("markers", "broker_free: its outcome does not depend on the broker (every unit test is): "
+                                       "CI's Kafka pass leaves it out, `-m 'not broker_free'`, the tansu pass ran it")
 
 
 def pytest_collection_modifyitems(items):
     """Fault tests kill servers of the session's stack: run them last, so nothing else meets the wreckage."""
+    for item in items:
+        if UNIT in item.path.parents:
+            item.add_marker(pytest.mark.broker_free)
     items.sort(key=lambda item: item.get_closest_marker("faults") is not None)  # stable: the rest keep their order

@@ -92,12 +92,14 @@ def unsolved(solved: Session, homes: Path) -> Session:
     return session
 
 
+@pytest.mark.broker_free
 def test_student_copies_are_generated_from_the_solutions():
     check = subprocess.run([sys.executable, "tools/exercises.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert sorted(p.name for p in EXERCISES.glob("*.ipynb")) == [p.name for p in SOLUTIONS]
 
 
+@pytest.mark.broker_free
 def test_there_are_at_least_six_exercises_shaped_as_lessons():
     assert len(SOLUTIONS) >= 6
     for path in SOLUTIONS:
@@ -120,6 +122,7 @@ def test_the_solution_passes_its_check(solution: Path, solved: Session):
     assert solved.left[solution.stem] == [], f"{solution.name} left processes of its stack running"
 
 
+@pytest.mark.broker_free
 @pytest.mark.timeout(1300)
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda path: path.stem)
 def test_the_unsolved_copy_fails_its_check(solution: Path, unsolved: Session):
