@@ -9,10 +9,10 @@ import random
 import time
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from flashsale import events as ev
 from flashsale.lab.checks import settle, unsettled
+from flashsale.lab.replicas import leader
 from flashsale.settings import Settings
 
 from .buyers import SteadyBuyers
@@ -29,12 +29,6 @@ def cluster(tmp_path_factory):
         yield stack
     finally:
         stack.down()
-
-
-def leader(stack, topic: str, partition: int = 0) -> str:
-    """The node that leads `topic`'s partition, as the broker's metadata says: "kafka-<node id>"."""
-    metadata = AdminClient({"bootstrap.servers": stack.wired().kafka_bootstrap_servers}).list_topics(topic, timeout=10)
-    return f"kafka-{metadata.topics[topic].partitions[partition].leader}"
 
 
 def test_status_lists_three_healthy_nodes(cluster):
