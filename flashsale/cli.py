@@ -245,6 +245,8 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
           browsers: int = typer.Option(1000, help="WebSocket clients for the fan-out benchmark."),
           rate: int = typer.Option(1000, help="Offered orders/s for the end-to-end, fan-out and CPU runs."),
           runs: int = typer.Option(1, min=1, help="Repeat, and report each goal's worst run."),
+          warm_up: int = typer.Option(30, min=0, help="Seconds of orders at 200/s before each fixed-load run is "
+                                                      "measured (a fresh JVM compiles Kafka meanwhile)."),
           broker: Optional[str] = typer.Option(None, help="tansu or kafka (default: the broker setting).")):
     """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency, fan-out and CPU per
     order at a fixed offered load; settle rate."""
@@ -256,7 +258,7 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
     except ValidationError as error:
         fail(invalid(error))
     try:
-        result = worst([run_bench(settings, connections, seconds, browsers, rate) for _ in range(runs)])
+        result = worst([run_bench(settings, connections, seconds, browsers, rate, warm_up) for _ in range(runs)])
     except StackError as error:
         fail(error)
     table = Table("system", "accepted/s", "p50 ms", "p99 ms", "errors", title="flashsale bench")

@@ -20,7 +20,8 @@ def small_bench(tmp_path_factory) -> tuple[dict, str]:
     tmp_path = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "FLASHSALE_HOME": str(tmp_path / "home")}
     done = subprocess.run([sys.executable, "-m", "flashsale.cli", "bench", "--seconds", "2", "--connections", "25",
-                           "--browsers", "100", "--rate", "200", "--json", str(tmp_path / "bench.json")],
+                           "--browsers", "100", "--rate", "200", "--warm-up", "2",
+                           "--json", str(tmp_path / "bench.json")],
                           env=env, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -47,6 +48,7 @@ def test_a_small_bench_measures_every_system_and_loses_nothing(small_bench):
 def test_the_latency_goals_are_measured_at_the_offered_rate_on_the_broker_that_ran(small_bench):
     result, _ = small_bench
     assert result["broker"] == Settings().broker and result["e2e_rate_per_s"] == 200 and result["e2e_settled"]
+    assert result["warm_up_s"] == 2  # the orders of the warm-up were settled and are not among those measured
     assert result["p99_e2e_ms_at_200"] == result["p99_e2e_ms"] > 0
     assert result["p99_fanout_ms_at_200"] == result["p99_fanout_ms"] > 0
 
