@@ -5,7 +5,8 @@ The loop takes its partitions in one of two ways, chosen by the broker:
   hands out the partitions and moves them when a member joins, leaves or dies. The classic protocol by default,
   KIP-848 as a setting (Settings.group_protocol says why).
 - On tansu, whose group coordinator wedges under churn (measured; see "Consumer groups, and tansu" in the
-  README), instance i of n owns the partitions p with p % n == i and commits under the same group id.
+  README), instance i of n owns the partitions p with p % n == i and commits under the same group id; and
+  because tansu 0.6 can skip a batch in a fetch, its loop reads a partition's offsets without holes (gaps.py).
 Either way offsets are committed after processing. Delivery is at least once: handlers must be safe to run
 twice, because a crash between "done" and "commit" redelivers. A message that cannot be read, or whose handler
 fails `Settings.handler_attempts` times, goes to its topic's dead-letter topic (adapters/dead_letters.py), and
@@ -28,6 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flashsale.adapters.dead_letters import Postponed, Record, decode_or_dead_letter, isolate
+from flashsale.adapters.gaps import GapGuard
 from flashsale.events import TOPICS, Event, Notification, dead_letter_topic
 from flashsale.settings import Settings
 from flashsale.stack.processes import port_open
@@ -249,16 +251,23 @@ def owned_partitions(topics: Iterable[str], partitions: int, instance: int, inst
     return [TopicPartition(topic, p) for topic in topics for p in range(partitions) if p % instances == instance]
 
 
-def assign_from_committed(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    """Resume where this group left off; from the beginning where it never committed."""
+def assign_from_committed(consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
+    """Resume where this group left off; from the beginning where it never committed. Returns the committed."""
     committed = consumer.committed(partitions, timeout=10)
     consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
                      for tp in committed])
+    return committed
 
 
 class Ownership(Protocol):
     def take(self, source: Consumer, topics: list[str]) -> None:
         """Start reading `topics`, each partition from this group's committed offset."""
+
+    def admit(self, source: Consumer, messages: list) -> list:
+        """The messages to handle now, of those consumed."""
+
+    def rewind(self, source: Consumer, messages: list) -> None:
+        """Read a failed batch again: seek back to its first message on each partition."""
 
 
 class GroupMembership:
@@ -267,15 +276,30 @@ class GroupMembership:
     def take(self, source: Consumer, topics: list[str]) -> None:
         source.subscribe(topics, on_revoke=commit_before_revoke, on_lost=forget_lost)
 
+    def admit(self, source: Consumer, messages: list) -> list:
+        return messages
+
+    def rewind(self, source: Consumer, messages: list) -> None:
+        rewind(source, messages)
+
 
 class ExplicitOwnership:
-    """tansu: instance i of n owns the partitions p with p % n == i, resumed from the group's committed offsets."""
+    """tansu: instance i of n owns the partitions p with p % n == i, resumed from the group's committed offsets,
+    read without holes (gaps.py: tansu 0.6 can skip a batch)."""
 
     def __init__(self, partitions: int, instance: int, instances: int):
         self.partitions, self.instance, self.instances = partitions, instance, instances
+        self.gaps = GapGuard()
 
     def take(self, source: Consumer, topics: list[str]) -> None:
-        assign_from_committed(source, owned_partitions(topics, self.partitions, self.instance, self.instances))
+        owned = owned_partitions(topics, self.partitions, self.instance, self.instances)
+        self.gaps.expect(assign_from_committed(source, owned))
+
+    def admit(self, source: Consumer, messages: list) -> list:
+        return self.gaps.admit(source, messages)
+
+    def rewind(self, source: Consumer, messages: list) -> None:
+        self.gaps.expect(rewind(source, messages))
 
 
 def ownership(settings: Settings) -> Ownership:
@@ -410,7 +434,8 @@ def run_consumer(settings: Settings, group: str, topics: list[str],
     membership = Membership()
     source = member(settings, group, **(membership.config() if settings.consumer_groups else {}))
     producer = reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3)
-    ownership(settings).take(source, topics)
+    owner = ownership(settings)
+    owner.take(source, topics)
     joined = (lambda: membership.joined) if settings.consumer_groups else (lambda: True)  # explicit: owned at once
     heartbeat = heartbeat_file(settings.home, group, settings.instance)
     log.info("consuming %s as %s instance %d (%s)", topics, group, settings.instance,
@@ -420,7 +445,7 @@ def run_consumer(settings: Settings, group: str, topics: list[str],
         while not stop.stopped:
             if joined():
                 heartbeat.touch()  # `flashsale status` reads this: looping, and in its group
-            messages = [m for m in next_batch(source, batch_size) if not failed(m)]
+            messages = owner.admit(source, [m for m in next_batch(source, batch_size) if not failed(m)])
             if not messages:
                 continue
             try:
@@ -431,7 +456,7 @@ def run_consumer(settings: Settings, group: str, topics: list[str],
                     out, more_dead = isolate(handle, decoded, settings.handler_attempts)
                     dead += more_dead
                 publish(producer, [*dead, *out])  # dead letters too: nothing is committed until they are stored
-                source.commit(asynchronous=False)
+                source.commit(offsets=after(messages), asynchronous=False)  # what was handled: no more
                 failures = 0
             except Exception as error:
                 if isinstance(error, Postponed):
@@ -441,7 +466,7 @@ def run_consumer(settings: Settings, group: str, topics: list[str],
                     log.exception("batch failed (%d in a row; from %d, its events are handled one at a time and "
                                   "the one that fails is dead-lettered); it will be retried",
                                   failures, settings.handler_attempts)
-                rewind(source, messages)
+                owner.rewind(source, messages)
                 time.sleep(0.5)
     finally:
         source.close()
@@ -472,10 +497,20 @@ def next_batch(source: Consumer, batch_size: int, wait: float = 0.1) -> list:
     return first + source.consume(batch_size - 1, timeout=0) if first else first
 
 
-def rewind(source: Consumer, messages) -> None:
-    """Seek back to the first message of the failed batch on each partition."""
+def rewind(source: Consumer, messages) -> list[TopicPartition]:
+    """Seek back to the first message of the failed batch on each partition; returns where it sought."""
     first: dict[tuple[str, int], int] = {}
     for m in messages:
         first.setdefault((m.topic(), m.partition()), m.offset())
-    for (topic, partition), offset in first.items():
-        source.seek(TopicPartition(topic, partition, offset))
+    positions = [TopicPartition(topic, partition, offset) for (topic, partition), offset in first.items()]
+    for position in positions:
+        source.seek(position)
+    return positions
+
+
+def after(messages) -> list[TopicPartition]:
+    """The offsets to commit once `messages` are handled: each partition's last one, plus one."""
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        last[(m.topic(), m.partition())] = max(m.offset(), last.get((m.topic(), m.partition()), -1))
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
