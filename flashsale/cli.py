@@ -245,7 +245,8 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
           browsers: int = typer.Option(1000, help="WebSocket clients for the fan-out benchmark."),
           rate: int = typer.Option(1000, help="Offered orders/s for the end-to-end, fan-out and CPU runs."),
           runs: int = typer.Option(1, min=1, help="Repeat, and report each goal's worst run."),
-          warm_up: int = typer.Option(30, min=0, help="Seconds of orders at 200/s before each fixed-load run is "
+          warm_up: int = typer.Option(30, min=0, help="Seconds of orders at a low, steady rate "
+                                                      "(flashsale.bench.WARM_UP_RATE) before each fixed-load run is "
                                                       "measured (a fresh JVM compiles Kafka meanwhile)."),
           broker: Optional[str] = typer.Option(None, help="tansu or kafka (default: the broker setting).")):
     """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency, fan-out and CPU per
