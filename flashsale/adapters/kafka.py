@@ -510,7 +510,5 @@ def rewind(source: Consumer, messages) -> list[TopicPartition]:
 
 def after(messages) -> list[TopicPartition]:
     """The offsets to commit once `messages` are handled: each partition's last one, plus one."""
-    last: dict[tuple[str, int], int] = {}
-    for m in messages:
-        last[(m.topic(), m.partition())] = max(m.offset(), last.get((m.topic(), m.partition()), -1))
+    last = {(m.topic(), m.partition()): m.offset() for m in messages}  # a partition's come in order: the last wins
     return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
