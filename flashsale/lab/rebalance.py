@@ -74,7 +74,7 @@ class Member(threading.Thread):
         super().__init__(daemon=True, name=name)
         self.config = {"bootstrap.servers": bootstrap, "group.id": group, "client.id": name,
                        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                       **kafka.FETCH, **kafka.GROUP_MEMBER[protocol], **kafka.QUIET}
+                       **kafka.LONG_POLL, **kafka.GROUP_MEMBER[protocol], **kafka.QUIET}
         self.topic, self.seen, self.lock, self.running, self.share = topic, seen, lock, True, 0
         self.arrivals: list[tuple[float, int]] = []  # (when, partition) of each new offset
 

@@ -61,8 +61,8 @@ class Subscriber:
 class Fanout:
     """Reads notification.events on the server's own event loop: no thread to fight the server for the GIL."""
 
-    def __init__(self, bootstrap: str, partitions: int, on_s3: bool = False):
-        self.bootstrap, self.partitions, self.on_s3 = bootstrap, partitions, on_s3
+    def __init__(self, bootstrap: str, partitions: int, waits: dict = kafka.FAST_CONSUMER):
+        self.bootstrap, self.partitions, self.waits = bootstrap, partitions, waits  # waits: kafka.waiting(settings)
         self.by_user: dict[str | None, set[Subscriber]] = defaultdict(set)  # None: those who watch every order
         self.newest_stock: dict[str, str] = {}  # productId -> the newest figure not yet broadcast
         self._broadcast_due, self._last_broadcast = False, 0.0
@@ -87,7 +87,7 @@ class Fanout:
 
     async def _consume(self) -> None:
         started_ms = time.time() * 1000
-        consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}", self.on_s3)
+        consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}", self.waits)
         consumer.assign([TopicPartition(NOTIFICATION_EVENTS, p, OFFSET_END) for p in range(self.partitions)])
         gaps = GapGuard()  # each partition starts at its first message, wherever OFFSET_END put it
         try:

@@ -61,7 +61,7 @@ async def lifespan(app: FastAPI):
                                        **{"linger.ms": 5, "error_cb": background.kafka_errors("kafka producer")})
     app.state.publisher = kafka.AsyncPublisher(producer)
     background.watch("delivery-report poller", app.state.publisher.poller)
-    app.state.fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions, settings.broker_on_s3)
+    app.state.fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions, kafka.waiting(settings))
     background.watch("fan-out of notification.events", app.state.fanout.start())
     yield
     background.close()

@@ -78,7 +78,7 @@ def test_a_new_gateway_hears_only_what_happens_after_it_starts(stack, wired):
     kafka.publish(producer, history)  # one batch, the way the notification service writes them
 
     async def listen() -> list[dict]:
-        fanout = Fanout(wired.kafka_bootstrap_servers, wired.partitions)
+        fanout = Fanout(wired.kafka_bootstrap_servers, wired.partitions, kafka.waiting(wired))
         subscriber = fanout.subscribe(None)
         fanout.start()
         heard = await drain(subscriber, quiet_s=3)  # a quiet broker: whatever comes now is history
