@@ -2,6 +2,7 @@
 import pytest
 from pydantic import ValidationError
 
+from flashsale.adapters import kafka
 from flashsale.settings import PUBLIC_BURST, PUBLIC_RATE_LIMIT_PER_S, Settings
 
 
@@ -42,3 +43,13 @@ def test_addresses_are_taken_by_field_name_as_well_as_by_variable():
     settings = Settings(kafka_bootstrap_servers="127.0.0.1:1", database_url="postgresql://x@127.0.0.1:2/x")
     copy = Settings.model_validate(settings.model_dump())
     assert (copy.kafka_bootstrap_servers, copy.database_url) == ("127.0.0.1:1", "postgresql://x@127.0.0.1:2/x")
+
+
+@pytest.mark.parametrize(("changes", "wait_ms"), [
+    ({"broker": "tansu"}, 5), ({"broker": "tansu", "durable": True}, 100), ({"broker": "kafka"}, 500),
+    ({"broker": "kafka", "durable": True}, 500), ({"infra": "docker"}, 500), ({"infra": "external"}, 500)])
+def test_consumers_wait_for_events_as_their_broker_needs(changes, wait_ms):
+    """tansu answers an empty fetch only when its wait is over, so its wait is short; every Apache Kafka long-polls."""
+    waits = kafka.waiting(Settings(**changes))
+    assert waits["fetch.wait.max.ms"] == wait_ms
+    assert ("queued.min.messages" in waits) == (wait_ms < 500)  # the backoff would hold a partition out of a long poll
