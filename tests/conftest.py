@@ -1,9 +1,11 @@
 """One real embedded stack per test session: tansu, PostgreSQL and Redis, and every service."""
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
@@ -28,6 +30,19 @@ def stack() -> Stack:
 def wired(stack) -> Settings:
     """The settings the services run with: real addresses of the real servers."""
     return stack.wired()
+
+
+@pytest.fixture
+def new_topic(wired):
+    """Makes a topic of one partition, named for the test's purpose, that no service reads."""
+    admin = AdminClient({"bootstrap.servers": wired.kafka_bootstrap_servers})  # held until its futures resolve
+
+    def make(purpose: str) -> str:
+        topic = f"{purpose}-{uuid.uuid4().hex[:8]}"
+        for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+            future.result(10)
+        return topic
+    return make
 
 
 @pytest.fixture

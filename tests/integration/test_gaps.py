@@ -5,18 +5,9 @@ import time
 import uuid
 
 from confluent_kafka import Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from flashsale.adapters import kafka
 from flashsale.adapters.gaps import GapGuard
-
-
-def new_topic(bootstrap: str) -> str:
-    topic = f"gaps-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # held until its future resolves
-    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
-        future.result(10)
-    return topic
 
 
 def read(bootstrap: str, topic: str, offset: int, guard: GapGuard, last: int) -> list[int]:
@@ -35,9 +26,9 @@ def read(bootstrap: str, topic: str, offset: int, guard: GapGuard, last: int) ->
         source.close()
 
 
-def test_a_read_that_starts_inside_a_batch_gets_the_rest_of_it_and_the_guard_lets_it_pass(wired):
+def test_a_read_that_starts_inside_a_batch_gets_the_rest_of_it_and_the_guard_lets_it_pass(wired, new_topic):
     bootstrap = wired.kafka_bootstrap_servers
-    topic = new_topic(bootstrap)
+    topic = new_topic("gaps")
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 200})
     for size in (10, 5):  # offsets 0-9 in one batch, 10-14 in the next
         for i in range(size):
@@ -48,9 +39,9 @@ def test_a_read_that_starts_inside_a_batch_gets_the_rest_of_it_and_the_guard_let
     assert guard.open == {} and guard.reread == 0
 
 
-def test_a_hole_that_never_fills_is_sought_back_until_the_grace_is_over_then_let_through(wired, caplog):
+def test_a_hole_that_never_fills_is_sought_back_until_the_grace_is_over_then_let_through(wired, new_topic, caplog):
     bootstrap = wired.kafka_bootstrap_servers
-    topic = new_topic(bootstrap)
+    topic = new_topic("gaps")
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic})
     producer.init_transactions(30)
     for first in (0, 3):  # the second transaction starts only once the first one's marker is written

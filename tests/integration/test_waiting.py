@@ -9,7 +9,6 @@ import uuid
 from confluent_kafka import OFFSET_END, Producer, TopicPartition
 
 from flashsale.adapters import kafka
-from tests.integration.test_gaps import new_topic
 
 
 class Waiting:
@@ -37,8 +36,8 @@ class Waiting:
         return self.fetches
 
 
-def test_an_idle_consumer_waits_at_apache_kafka_and_asks_tansu_again_and_again(wired):
-    waiting = Waiting(wired, new_topic(wired.kafka_bootstrap_servers))
+def test_an_idle_consumer_waits_at_apache_kafka_and_asks_tansu_again_and_again(wired, new_topic):
+    waiting = Waiting(wired, new_topic("waiting"))
     try:
         fetches = waiting.fetches_in(2.0)
     finally:
@@ -49,8 +48,8 @@ def test_an_idle_consumer_waits_at_apache_kafka_and_asks_tansu_again_and_again(w
         assert fetches >= 50, f"only {fetches} fetches in 2 s: tansu's consumers wait longer than this lab says"
 
 
-def test_an_event_reaches_a_consumer_that_is_waiting_at_the_broker_before_its_wait_is_over(wired):
-    topic = new_topic(wired.kafka_bootstrap_servers)
+def test_an_event_reaches_a_consumer_that_is_waiting_at_the_broker_before_its_wait_is_over(wired, new_topic):
+    topic = new_topic("waiting")
     waiting, producer = Waiting(wired, topic), Producer({"bootstrap.servers": wired.kafka_bootstrap_servers})
     delays = []
     try:

@@ -58,14 +58,18 @@ def test_websocket_tells_the_whole_race(stack, wired, fresh_sale):
     assert not missing, f"{len(missing)} of {len(accepted)} accepted orders got no final order_update"
     outcomes = [finals[order_id] for order_id in accepted]
     assert outcomes.count("CONFIRMED") == 100, {s: outcomes.count(s) for s in FINAL}
-    # Every sale was RESERVED (a unit held, the payment under way) before it was CONFIRMED, in that order.
+    # Each order's updates only move forward: PENDING, then RESERVED (a unit held, the payment under way), then
+    # final. A sale may skip RESERVED: when the order service reads its reservation and its payment in one batch
+    # it applies the furthest (services/orders.py, `furthest`); seen on Apache Kafka in 1 race of 3, 2026-12-02.
+    rank = {"PENDING": 0, "RESERVED": 1, "CONFIRMED": 2, "CANCELLED": 2}
     steps: dict[str, list[str]] = {}
     for m in messages:
         if m["type"] == "order_update":
             steps.setdefault(m["data"]["orderId"], []).append(m["data"]["status"])
+    backwards = [s for s in steps.values() if [rank[x] for x in s] != sorted(rank[x] for x in s)]
+    assert not backwards, backwards[:5]
     sold = [order_id for order_id in accepted if finals[order_id] == "CONFIRMED"]
-    assert all("RESERVED" in steps[o] and steps[o].index("RESERVED") < steps[o].index("CONFIRMED") for o in sold), \
-        [steps[o] for o in sold if "RESERVED" not in steps[o]][:5]
+    assert any("RESERVED" in steps[o] for o in sold), "no sale was ever shown RESERVED while it was being paid"
 
 
 @pytest.mark.timeout(60)
