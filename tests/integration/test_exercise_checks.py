@@ -317,14 +317,20 @@ def count_every_confirmation(events, sale_id):
     return model
 
 
+def drops_an_order(events, sale_id):
+    """Forgets one sold order (the same one in any replay order). Dropping every orderId ending in "0" missed
+    none of 50 orders in a CI run of 2026-12-02: (15/16)^50, a 4% chance, and the check rightly passed."""
+    lost = min(e.orderId for e in events if e.type == ev.ORDER_CONFIRMED and e.saleId == sale_id)
+    return readmodel.reference([e for e in events if e.orderId != lost], sale_id)
+
+
 def every_sale(events, sale_id):
     return {"all": sum(e.quantity for e in readmodel.first_confirmations(events).values())}
 
 
 @pytest.mark.parametrize("fold, saying", [
     (count_every_confirmation, "count each orderId once"),
-    (lambda events, sale_id: readmodel.reference([e for e in events if e.orderId[-1] != "0"], sale_id),
-     "Count the quantity of every order.confirmed"),
+    (drops_an_order, "Count the quantity of every order.confirmed"),
     (every_sale, "count only the events whose saleId is sale_id"),
 ], ids=["no-dedupe", "drops-orders", "every-sale"])
 def test_readmodel_check_catches(stack, fold, saying):
