@@ -246,8 +246,9 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
           rate: int = typer.Option(1000, help="Offered orders/s for the end-to-end, fan-out and CPU runs."),
           runs: int = typer.Option(1, min=1, help="Repeat, and report each goal's worst run."),
           warm_up: int = typer.Option(30, min=0, help="Seconds of orders at a low, steady rate "
-                                                      "(flashsale.bench.WARM_UP_RATE) before each fixed-load run is "
-                                                      "measured (a fresh JVM compiles Kafka meanwhile)."),
+                                                      "(flashsale.bench.WARM_UP_RATE) before the end-to-end run is "
+                                                      "measured, and twice as long of the fan-out's own load before "
+                                                      "the fan-out on Apache Kafka (a fresh JVM compiles meanwhile)."),
           broker: Optional[str] = typer.Option(None, help="tansu or kafka (default: the broker setting).")):
     """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency, fan-out and CPU per
     order at a fixed offered load; settle rate."""

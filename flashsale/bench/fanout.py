@@ -6,10 +6,10 @@ service does, each message stamped with the time it was published:
   1,000 buyers, at `orders_per_s`;
 - stock updates: one every `stock_every_s` for everybody (100 a second: about
   what the notification service sends under load, one per batch).
-The first second is a warm-up (new connections, first sends) and is not
-stamped, so not counted. The gateway hands each order update to its buyer's
-socket, and the newest stock figure to every socket, at most every 50 ms
-(services/fanout.py). Latency is counted at the browsers, in two processes.
+The first `warm_up_s` are a warm-up (new connections, first sends, the
+broker's compiler) and are not stamped, so not counted. The gateway hands each
+order update to its buyer's socket, and the newest stock figure to every
+socket, at most every 50 ms (services/fanout.py). Latency is counted at the browsers, in two processes.
 """
 import json
 import subprocess
@@ -27,7 +27,7 @@ def _read(process: subprocess.Popen[str]) -> str:
 
 
 def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: int, orders_per_s: float,
-                   seconds: float, stock_every_s: float = 0.01, processes: int = 2) -> dict:
+                   seconds: float, stock_every_s: float = 0.01, processes: int = 2, warm_up_s: float = 1.0) -> dict:
     ws_url = gateway_url.replace("http", "ws", 1) + "/ws"
     share = -(-clients // processes)
     browsers = [subprocess.Popen([sys.executable, "-m", "flashsale.bench.browsers", ws_url, str(first),
@@ -38,7 +38,7 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
             assert process.stdout is not None  # stdout=PIPE
             if process.stdout.readline().strip() != "ready":
                 raise RuntimeError("the browsers did not connect")
-        published = publish_at_rate(bootstrap, product_id, clients, orders_per_s, seconds, stock_every_s)
+        published = publish_at_rate(bootstrap, product_id, clients, orders_per_s, seconds, stock_every_s, warm_up_s)
         time.sleep(2)  # the last messages are on their way
         for process in browsers:
             assert process.stdin is not None  # stdin=PIPE

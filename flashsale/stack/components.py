@@ -32,6 +32,7 @@ class Server:
     needs: tuple[str, ...] = ()  # servers that must run first; their addresses come in `Launch.needs`
     starts_within: float = 60  # seconds, on a busy 2-core machine
     forgets_on_restart: bool = False  # memory storage: it comes back empty
+    compiles: bool = False  # a JVM compiles its code as it runs: a benchmark warms it up with the load it measures
     # A server of several processes (`Started.parts`, "kafka-2"): how one part starts again, alone
     restart_part: Callable[[Launch, str], Started] | None = None
 
@@ -48,10 +49,10 @@ BROKERS = {
                        kafka.answers, needs=("seaweedfs",)),
     # A JVM: ~4 s to start here when the machine is idle, over 60 s while two other JVMs and a suite ran.
     "kafka": Server(lambda s: apache_kafka.start(s.home, s.ports, s.settings), kafka.answers, apache_kafka.ports,
-                    starts_within=180),
+                    starts_within=180, compiles=True),
     # Three JVMs, formatted and started together: the quorum needs two of them before any answers.
     "kafka-3-nodes": Server(lambda s: apache_kafka.start_cluster(s.home, s.ports, s.settings), kafka.answers,
-                            lambda: apache_kafka.cluster_ports(3), starts_within=300,
+                            lambda: apache_kafka.cluster_ports(3), starts_within=300, compiles=True,
                             restart_part=lambda s, name: apache_kafka.start_node(
                                 s.home, int(name.rsplit("-", 1)[1]), s.settings, s.ports)),
 }
