@@ -149,10 +149,11 @@ def worst(runs: list[dict]) -> dict:
 def fanout_warm_up(settings: Settings, warm_up_s: int) -> float:
     """Seconds of the fan-out's own load before its clock starts: twice `warm_up_s` for a broker that compiles.
 
-    Measured with Apache Kafka 4.1.1, p99 of order and stock updates in ms, a fresh stack each: warmed up 30 s,
-    140/151 and 44/53; 60 s, 84/100 and 95/93. tansu compiles nothing and its memory storage slows down with
-    every batch it holds: after 30 s of this load its order updates had p99 3.9-5.1 s and no stock update came
-    through; after 1 s, 188/123 and 738/654.
+    Measured with Apache Kafka 4.1.1, a fresh stack each, in three alternating pairs: warmed up by 30 s of orders
+    and 1 s of the fan-out (before), the fan-out's p99 (order or stock updates, the worse) was 348, 487 and 410 ms,
+    p50 106, 129 and 52 ms; by 60 s of the fan-out itself, p99 277, 381 and 125 ms, p50 78, 36 and 32 ms. tansu
+    compiles nothing, and its memory storage slows down with every batch it holds: after 30 s of this load its
+    order updates had p99 3.9-5.1 s and no stock update came through; after 1 s, p99 188 and 738 ms.
     """
     return 2 * warm_up_s if components.broker(settings).compiles else 1.0
 
