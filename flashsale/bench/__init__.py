@@ -156,7 +156,8 @@ def fanout_warm_up(settings: Settings, warm_up_s: int) -> float:
     compiles nothing, and its memory storage slows down with every batch it holds: after 30 s of this load its
     order updates had p99 3.9-5.1 s and no stock update came through; after 1 s, p99 188 and 738 ms.
     """
-    return 2 * warm_up_s if components.broker(settings).compiles else 1.0
+    # at least 1 s, as before the change: the browsers' first sends and new connections, also with --warm-up 0
+    return max(2.0 * warm_up_s, 1.0) if components.broker(settings).compiles else 1.0
 
 
 def fresh(stack: Stack, warm_up_s: int) -> None:

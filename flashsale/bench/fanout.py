@@ -9,7 +9,8 @@ service does, each message stamped with the time it was published:
 The first `warm_up_s` are a warm-up (new connections, first sends, the
 broker's compiler) and are not stamped, so not counted. The gateway hands each
 order update to its buyer's socket, and the newest stock figure to every
-socket, at most every 50 ms (services/fanout.py). Latency is counted at the browsers, in two processes.
+socket, at most every 50 ms (services/fanout.py). Latency is counted at the
+browsers, in two processes.
 """
 import json
 import subprocess
