@@ -140,11 +140,17 @@ def event_path(stack: Stack) -> dict[int, str]:
 
 
 def worst(runs: list[dict]) -> dict:
-    """`--runs N`: the last run's figures, with each goal's figure replaced by the worst of the N runs."""
+    """`--runs N`: the last run's figures, with each goal's figure replaced by the worst of the N runs.
+
+    Each run keeps its own goal figures, its no-op CPU, and the fan-out's p99 of each kind: the goal's figure is
+    the worse of the two, and a slow run's tail is then known to be the order updates' or the stock figures'.
+    """
     rate = runs[-1]["e2e_rate_per_s"]
     keys = (f"p99_e2e_ms_at_{rate}", f"p99_fanout_ms_at_{rate}", "cpu_ms_per_order")
     return {**runs[-1], **{key: max(run[key] or float("inf") for run in runs) for key in keys},
-            "runs": [{key: run[key] for key in (*keys, "cpu_ms_per_noop")} for run in runs]}
+            "runs": [{**{key: run[key] for key in (*keys, "cpu_ms_per_noop")},
+                      "p99_fanout_ms_by_kind": {kind: run["fanout"][kind].get("p99_ms")
+                                                for kind in ("order_update", "stock_update")}} for run in runs]}
 
 
 def fanout_warm_up(settings: Settings, warm_up_s: int) -> float:
