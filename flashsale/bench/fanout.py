@@ -21,6 +21,8 @@ from flashsale import events as ev
 from flashsale.adapters import kafka
 from flashsale.bench.stats import summary
 
+KINDS = ("order_update", "stock_update")  # what the browsers time, each kind on its own
+
 
 def _read(process: subprocess.Popen[str]) -> str:
     assert process.stdout is not None  # stdout=PIPE
@@ -49,7 +51,7 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
         for process in browsers:
             if process.poll() is None:
                 process.kill()
-    latencies = {kind: [ms for report in reports for ms in report[kind]] for kind in ("order_update", "stock_update")}
+    latencies = {kind: [ms for report in reports for ms in report[kind]] for kind in KINDS}
     return {"clients": clients, "orders_per_s": orders_per_s, "published": published,
             **{kind: summary(values) for kind, values in latencies.items()}}
 
@@ -60,7 +62,7 @@ def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s:
     producer = kafka.reliable_producer(bootstrap, on_s3=False, **{"linger.ms": 5})
     producer.produce(ev.NOTIFICATION_EVENTS, b"{}", key="warm-up")  # connected, with a producer id, before the clock
     producer.flush(10)
-    counts = {"order_update": 0, "stock_update": 0}
+    counts = dict.fromkeys(KINDS, 0)
     started, orders, next_stock = time.monotonic(), 0, 0.0
     while (elapsed := time.monotonic() - started) < seconds + warm_up_s:
         stamp = elapsed >= warm_up_s
