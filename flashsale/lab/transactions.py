@@ -14,10 +14,14 @@ from flashsale.adapters import kafka
 from flashsale.stack.control import Stack
 from flashsale.stack.processes import alive, spawn
 
+KILL_BATCH = 50  # messages per transaction while the kill waits: 100 confirmations are two transactions at least
 
-def start_job(stack: Stack, hold_s: float = 0.0) -> int:
+
+def start_job(stack: Stack, hold_s: float = 0.0, batch: int | None = None) -> int:
     """`python -m flashsale.services.invoices` as a process of this stack; its pid (noted in the lab's ledger)."""
     env = {**stack.service_env(), "FLASHSALE_INVOICE_HOLD_S": str(hold_s)}
+    if batch:
+        env["FLASHSALE_INVOICE_BATCH_SIZE"] = str(batch)
     marker(stack).unlink(missing_ok=True)
     pid = spawn([sys.executable, "-m", "flashsale.services.invoices"], stack.log_path("invoices"), env)
     with open(stack.home / "pids.log", "a") as ledger:
@@ -43,7 +47,7 @@ def run_job(stack: Stack, timeout: float = 120) -> str:
 
 def kill_in_transaction(stack: Stack, nth: int = 2, hold_s: float = 5, timeout: float = 120) -> dict:
     """Run the job holding each transaction open; `kill -9` it inside its `nth` transaction with invoices in it."""
-    pid, deadline = start_job(stack, hold_s), time.monotonic() + timeout
+    pid, deadline = start_job(stack, hold_s, KILL_BATCH), time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and alive(pid):
             text = marker(stack).read_text() if marker(stack).exists() else ""

@@ -35,7 +35,7 @@ def invoices(batch: list[ev.Event]) -> list[ev.Event]:
     return [e.next(ev.INVOICE_ISSUED) for e in batch if e.type == ev.ORDER_CONFIRMED]
 
 
-def run(settings: Settings, batch_size: int = 200) -> int:
+def run(settings: Settings) -> int:
     """Invoice order.events from the committed offsets to its end, one transaction per batch; returns the count."""
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "transactional.id": TRANSACTIONAL_ID})
     producer.init_transactions(30)  # fences an older instance, aborts its open transaction; before reading offsets
@@ -45,7 +45,7 @@ def run(settings: Settings, batch_size: int = 200) -> int:
     redis, issued, with_invoices = redis_adapter.connect(settings.redis_url), 0, 0
     try:
         while len(at_end) < settings.partitions:
-            messages = source.consume(batch_size, timeout=1)
+            messages = source.consume(settings.invoice_batch_size, timeout=1)
             for m in messages:
                 if (error := m.error()) is not None and error.code() == KafkaError._PARTITION_EOF:
                     at_end.add(m.partition() or 0)
