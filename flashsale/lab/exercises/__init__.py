@@ -7,19 +7,37 @@ first that does not, with an `AssertionError` that says what is wrong and what
 to do about it. A learner's own error (a `NotImplementedError` from an
 unsolved task, a SQL error) is left to surface as it is.
 
+Each module lists the rules its task states (`RULES`, in the notebook's words and order), and a failure
+names the rule it breaks: `Wrong.rule`, which `flashsale grade` puts in the teacher's table.
+
     from flashsale.lab.exercises import reservation
     reservation.check(stack, my_script())
 """
 import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule an exercise's task states: its number in the notebook's list, and its words."""
+    number: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"rule {self.number} ({self.text})"
 
 
 class Wrong(AssertionError):
-    """The learner's code runs, but does something the service must not."""
+    """The learner's code runs, but does something the service must not; `rule` is the one it breaks."""
+
+    def __init__(self, message: str, rule: Rule | None = None):
+        super().__init__(f"{rule}: {message}" if rule else message)
+        self.rule = rule
 
 
-def expect(condition: object, message: str) -> None:
+def expect(condition: object, message: str, rule: Rule | None = None) -> None:
     if not condition:
-        raise Wrong(message)
+        raise Wrong(message, rule)
 
 
 def passed(what: str) -> None:
