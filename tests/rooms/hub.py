@@ -100,6 +100,18 @@ def jupyterhub(folder: Path, extra_env: dict[str, str] | None = None) -> Iterato
         yield hub
     finally:
         stop(process)
+        orphan_proxy(folder)
+
+
+def orphan_proxy(folder: Path) -> None:
+    """A hub that failed to start (JupyterHub waits 10 s for its proxy, and a busy machine took 12 s here) leaves
+    its proxy running: stop it, by the pid file the hub wrote beside its database."""
+    pid_file = folder / "jupyterhub-proxy.pid"
+    with contextlib.suppress(FileNotFoundError, ValueError, psutil.Error):
+        proxy = psutil.Process(int(pid_file.read_text()))
+        if "configurable-http-proxy" in " ".join(proxy.cmdline()):
+            proxy.terminate()
+            proxy.wait(10)
 
 
 def stop(process: subprocess.Popen, timeout: float = 120) -> None:

@@ -30,7 +30,8 @@ def fresh_venv(where: Path) -> dict[str, str]:
 def run_step(command: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     """One setup command, through bash as both services run them, in the repository's folder; it must succeed."""
     step = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert step.returncode == 0, f"`{command}` failed ({step.returncode}):\n{step.stdout[-3000:]}\n{step.stderr[-3000:]}"
+    output = f"{step.stdout[-3000:]}\n{step.stderr[-3000:]}"
+    assert step.returncode == 0, f"`{command}` failed ({step.returncode}):\n{output}"
     return step
 
 
