@@ -104,8 +104,10 @@ class Cgroup:
         return self._read("memory", "memory.usage_in_bytes") - self.stat()["total_inactive_file"]
 
     def limit_hits(self) -> int:
-        """How often the group's memory reached its limit (and the kernel had to reclaim or kill)."""
-        return self._read("memory", "memory.failcnt")
+        """How often the group's memory reached its limit (and the kernel had to reclaim or kill); with swap
+        accounting on, the memory + swap limit (set equal) is the one that counts them."""
+        memsw = self.dirs["memory"] / "memory.memsw.failcnt"
+        return self._read("memory", "memory.failcnt") + (int(memsw.read_text()) if memsw.exists() else 0)
 
     def oom_kills(self) -> int:
         """Processes the kernel killed for lack of memory in this group."""

@@ -8,6 +8,9 @@ is the heavier. The peak is printed, and docs/classroom.md keeps the figures wit
     FLASHSALE_BROKER=kafka pytest tests/rooms/test_memory_cap.py -s
 """
 import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -65,4 +68,18 @@ def test_notebook_03_runs_with_jupyterlab_and_its_whole_stack_within_binders_2_g
     finally:
         sampler.done.set()
         clean_up(home)
+        group.remove()
+
+
+@pytest.mark.broker_free
+@pytest.mark.skipif(not available(), reason="needs a writable cgroup v1 memory, cpu and cpuacct (root)")
+def test_a_process_that_outgrows_the_group_is_killed_and_counted_so_the_cap_above_is_real():
+    """The wrong answer the test above must catch: a stack that needs more than the cap. 64 MiB, 200 MiB asked."""
+    group = Cgroup(f"flashsale-cap-proof-{os.getpid()}").create(memory_bytes=64 * MIB)
+    try:
+        hungry = subprocess.run([sys.executable, "-c", "x = bytearray(200 * 2**20)"], preexec_fn=group.join)
+        assert hungry.returncode == -signal.SIGKILL
+        assert group.oom_kills() == 1
+        assert group.peak_bytes() <= 64 * MIB
+    finally:
         group.remove()
