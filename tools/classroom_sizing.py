@@ -21,6 +21,7 @@ change that touches the idle loop (issue 22, point 5).
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -88,6 +89,8 @@ def measure(broker: str, idle_s: float, races: int) -> dict:
                 cpu, started = group.cpu_seconds(), time.monotonic()
                 said = run(kernel, "sale = lab.flash_sale(stack, 'gateway', buyers=1000, stock=100)\n"
                                    "print(sale.sold, sale.oversold, sale.lost)")
+                if said.split() != ["100", "0", "0"]:  # a race that did not sell out cleanly measures nothing
+                    raise RuntimeError(f"the race on {broker} sold, oversold, lost: {said.split()}: not a measure")
                 wall, cpu_s = time.monotonic() - started, group.cpu_seconds() - cpu
                 results.append({"seconds": round(wall, 2), "cpu_s": round(cpu_s, 2),
                                 "cores_busy": round(cpu_s / wall, 2),
@@ -100,7 +103,8 @@ def measure(broker: str, idle_s: float, races: int) -> dict:
                 "idle_cpu_pct": round(idle_cpu_pct, 1), "idle_working_set_mib": round(idle_ws / MIB),
                 "races": results}
     finally:
-        group.remove()
+        group.remove()  # stops whatever is left of the learner
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fit(rows: list[dict], cores: int = 16, gib: int = 64, reserve_gib: int = 4) -> list[str]:
