@@ -27,7 +27,7 @@ def fresh_venv(where: Path) -> dict[str, str]:
     return env
 
 
-def run_step(command: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+def run_step(command: str, env: dict[str, str], timeout: float = 1200) -> subprocess.CompletedProcess:
     """One setup command, through bash as both services run them, in the repository's folder; it must succeed."""
     step = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     output = f"{step.stdout[-3000:]}\n{step.stderr[-3000:]}"
