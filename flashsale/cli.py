@@ -309,6 +309,16 @@ def slides(output: Path = typer.Option(..., help="Folder for flashsale.html, the
     console.print(f"deck: {path.resolve()} ({deck.count_slides(path.read_text())} slides)", highlight=False)
 
 
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable: {ok, checks: [{name, ok, detail, fix}]}."),
+           start: bool = typer.Option(False, "--start", help="Also start a throw-away stack on free ports in a "
+                                                            "temporary home: its time to healthy and its memory.")):
+    """Check this machine for the lab: one line per check, ✔ or ✗ with its fix; exit 1 when something blocks it."""
+    from flashsale import doctor as checkup
+
+    raise typer.Exit(checkup.main(stack_or_fail().settings, as_json, start))
+
+
 kafka_app = typer.Typer(help="Apache Kafka for the embedded broker.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 
@@ -323,6 +333,19 @@ def kafka_install():
     except StackError as error:
         fail(error)
     console.print(f"Apache Kafka {kafka_dist.version(folder)}: {folder}", highlight=False)
+
+
+@kafka_app.command("tool", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                            "help_option_names": []})
+def kafka_tool(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="kafka-topics, kafka-consumer-groups, "
+                                                                                  "kafka-console-consumer, ...")):
+    """Run one of Kafka's own command-line tools from the installed jars against the running broker."""
+    from flashsale.stack import kafka_tools
+
+    try:
+        raise typer.Exit(kafka_tools.main(name, ctx.args, stack().wired()))
+    except StackError as error:
+        fail(error)
 
 
 @app.command()
