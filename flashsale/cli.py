@@ -319,17 +319,36 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable:
     raise typer.Exit(checkup.main(stack_or_fail().settings, as_json, start))
 
 
+@app.command()
+def bundle(folder: Path = typer.Argument(..., help="Where to write wheels/, kafka/, notebooks/ and INSTALL.md."),
+           platform: Optional[list[str]] = typer.Option(None, help="linux-x86_64, linux-aarch64, macos-arm64, "
+                                                                    "macos-x86_64 or windows-amd64; again for more "
+                                                                    "(default: this machine's)."),
+           python: Optional[list[str]] = typer.Option(None, help="3.11, 3.12, ...; again for more (default: this "
+                                                                  "one).")):
+    """Write an offline bundle: every wheel the kit needs (sdists named where no wheel exists), Kafka's jars and an
+    INSTALL.md; then `pip install --no-index --find-links DIR/wheels flashsale` needs no network."""
+    from flashsale import bundle as offline
+
+    try:
+        offline.build(folder, platform or [], python or [], say=lambda line: console.print(line, highlight=False))
+    except StackError as error:
+        fail(error)
+    console.print(f"bundle: {folder.resolve()}; read {folder / 'INSTALL.md'}", highlight=False)
+
+
 kafka_app = typer.Typer(help="Apache Kafka for the embedded broker.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 
 
 @kafka_app.command("install")
-def kafka_install():
+def kafka_install(source: Optional[Path] = typer.Option(None, "--from", help="An offline bundle's folder "
+                                                                              "(`flashsale bundle`): no network.")):
     """Put Apache Kafka in the user's cache, once: with Maven if it is on the PATH, else Apache's release."""
     from flashsale.stack import kafka_dist
 
     try:
-        folder = kafka_dist.install()
+        folder = kafka_dist.install(source=source)
     except StackError as error:
         fail(error)
     console.print(f"Apache Kafka {kafka_dist.version(folder)}: {folder}", highlight=False)
