@@ -48,6 +48,7 @@ def test_start_brings_a_stack_up_measures_it_and_leaves_nothing_running(tmp_path
     started = report["checks"][-1]
     assert started["name"] == "a stack starts" and "healthy in" in started["detail"] and "MiB (USS" in started["detail"]
     print(started["detail"])
-    left = [p.info for p in psutil.process_iter(["pid", "cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    left = [p.info for p in psutil.process_iter(["pid", "cmdline"])
+            if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert left == [], left  # the stack's home was under tmp_path (TMPDIR): no process names it any more
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith("flashsale-doctor-")] == []
