@@ -45,7 +45,10 @@ TOOLS = {
 }
 USAGE = ("flashsale kafka tool NAME [ARGS...]: one of Kafka's own tools against the stack's broker (its "
          "--bootstrap-server added); `flashsale kafka tool NAME --help` for the tool's own help. NAME is one of:")
-ON_TANSU = "(tansu: TODO)"
+# Measured with tansu 0.6 and Kafka 4.1.1's tools (README, "Kafka's own tools and kcat"): said before each run.
+ON_TANSU = ("note: on tansu, topics, offsets, group lists and the console consumer and producer work; a group shows "
+            "no members (the services own their partitions by number) and LOG-END-OFFSET can trail the log, so LAG "
+            "can be negative; for all of Kafka: `flashsale up --broker kafka`")
 ADDRESSED = ("--bootstrap-server", "--bootstrap-controller", "--broker-list")  # the user named where to go
 # A tool runs for seconds: a small heap, no optimising compiler (it would compile for longer than the tool runs),
 # and the log at WARN (slf4j-simple with Maven's jars, log4j2 with a release's) so that only the answer shows.
@@ -67,10 +70,13 @@ def command(name: str, args: list[str], bootstrap: str | None) -> list[str]:
 
 
 def output(name: str, *args: str, bootstrap: str | None, timeout: float = 120) -> str:
-    """What the tool prints (its errors included), for a notebook cell: `output("kafka-topics", "--list", ...)`."""
+    """What the tool prints (its errors included), for a notebook cell: `output("kafka-topics", "--list", ...)`.
+    Without Java or Kafka's jars it says so and what to run, instead of stopping the lesson."""
     try:
         done = subprocess.run(command(name, list(args), bootstrap), capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
+    except StackError as error:
+        return f"({name} did not run: {error})"
     except subprocess.TimeoutExpired as expired:
         partial = expired.stdout or b""  # bytes, even with text=True
         return f"{partial.decode(errors='replace') if isinstance(partial, bytes) else partial}" \

@@ -47,3 +47,12 @@ def test_jars_installed_before_the_tools_say_to_install_again(jars):
     (jars / "kafka-tools-api-4.1.1.jar").touch()  # the broker's own: not the tools
     with pytest.raises(StackError, match="run `flashsale kafka install` again"):
         kafka_tools.command("kafka-topics", ["--list"], "127.0.0.1:9")
+
+
+def test_a_notebook_without_kafkas_jars_is_told_what_to_run_instead_of_stopping(monkeypatch):
+    def not_installed():
+        raise StackError(kafka_dist.NOT_INSTALLED)
+
+    monkeypatch.setattr(kafka_dist, "jars", not_installed)
+    said = kafka_tools.output("kafka-topics", "--list", bootstrap="127.0.0.1:9")
+    assert said.startswith("(kafka-topics did not run: Apache Kafka is not installed: run `flashsale kafka install`")
