@@ -29,9 +29,11 @@ from flashsale.stack import kafka_dist
 from flashsale.stack.processes import StackError, family, free_ports, listener, port_open
 
 MIB, GIB = 2**20, 2**30
-# What the lab needs, measured here (2026-12-07, the kit at 4a51ed4+): a lesson's peak memory, summed USS of every
-# process (kernel, nbval, the lesson's stack) sampled each second while `pytest tests/notebooks -k 03` ran notebook
-# 03 (1,000 buyers, the dashboard), plus JupyterLab's own server (~110 MiB USS after start): see MEMORY_NEEDS.
+# What a lesson needs, measured here (2026-12-07): notebook 03 (1,000 buyers, the live dashboard) run by
+# `pytest tests/notebooks/test_notebooks.py -k 03` in a cgroup, the USS of every process in it (kernel, nbval, the
+# lesson's whole stack) summed each second: peak 724 MiB over 27 processes on tansu, 1,122 MiB over 29 on Apache
+# Kafka (the cgroup's own peak, page cache included: 888 and 1,463 MiB). JupyterLab's server adds 115 MiB (USS,
+# started with the notebooks and its page loaded). So ~0.85 and ~1.25 GiB, with a little room:
 MEMORY_NEED = {"tansu": 1 * GIB, "kafka": int(1.5 * GIB)}
 # Each lesson keeps its stack's home, ~45 MB after a race (PostgreSQL's data is 40 MB of it: `du` after `flashsale
 # demo`); 19 notebooks with a home each make ~0.9 GB.
