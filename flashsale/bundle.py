@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -131,7 +132,12 @@ def build(folder: Path, platforms: list[str], pythons: list[str], say=print) -> 
 
 
 def kit_wheel(wheels: Path) -> Path:
-    _pip([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)])
+    """Built from a copy of the package's sources: setuptools would leave build/ and *.egg-info in the checkout."""
+    with tempfile.TemporaryDirectory(prefix="flashsale-wheel-") as work:
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copyfile(ROOT / name, Path(work) / name)
+        shutil.copytree(ROOT / "flashsale", Path(work) / "flashsale", ignore=shutil.ignore_patterns("__pycache__"))
+        _pip([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), work])
     return max(wheels.glob("flashsale-*.whl"), key=lambda path: path.stat().st_mtime)
 
 
