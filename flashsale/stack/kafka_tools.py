@@ -46,9 +46,10 @@ TOOLS = {
 USAGE = ("flashsale kafka tool NAME [ARGS...]: one of Kafka's own tools against the stack's broker (its "
          "--bootstrap-server added); `flashsale kafka tool NAME --help` for the tool's own help. NAME is one of:")
 # Measured with tansu 0.6 and Kafka 4.1.1's tools (README, "Kafka's own tools and kcat"): said before each run.
-ON_TANSU = ("note: on tansu, topics, offsets, group lists and the console consumer and producer work; a group shows "
-            "no members (the services own their partitions by number) and LOG-END-OFFSET can trail the log, so LAG "
-            "can be negative; for all of Kafka: `flashsale up --broker kafka`")
+ON_TANSU = ("note: on tansu, topics, offsets, group lists and the console consumer work; a group shows no members "
+            "(the services own their partitions by number) and LOG-END-OFFSET can trail the log, so LAG can be "
+            "negative; the console producer wants --producer-property enable.idempotence=false; for all of Kafka: "
+            "`flashsale up --broker kafka`")
 ADDRESSED = ("--bootstrap-server", "--bootstrap-controller", "--broker-list")  # the user named where to go
 # A tool runs for seconds: a small heap, no optimising compiler (it would compile for longer than the tool runs),
 # and the log at WARN (slf4j-simple with Maven's jars, log4j2 with a release's) so that only the answer shows.
