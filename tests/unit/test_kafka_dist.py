@@ -17,7 +17,7 @@ from flashsale.stack.processes import StackError
 
 RELEASE = f"kafka_2.13-{kafka_dist.KAFKA_VERSION}"
 JARS = [f"kafka_2.13-{kafka_dist.KAFKA_VERSION}.jar", f"kafka-clients-{kafka_dist.KAFKA_VERSION}.jar",
-        "slf4j-api-1.7.36.jar"]
+        f"kafka-tools-{kafka_dist.KAFKA_VERSION}.jar", "slf4j-api-1.7.36.jar"]  # a release's libs/ has the tools
 
 
 def gpg_print_md(name: str, data: bytes) -> str:
@@ -245,3 +245,33 @@ def test_the_command_says_which_kafka_and_where(tmp_path):
     done = flashsale_kafka_install({"FLASHSALE_KAFKA_HOME": str(tmp_path / RELEASE)})
     assert done.returncode == 0, done.stderr
     assert f"Apache Kafka {kafka_dist.KAFKA_VERSION}: {libs}" in done.stdout
+
+
+def test_an_install_from_before_the_tools_gets_them_and_keeps_every_jar_it_had(mirror, no_maven):
+    old = no_maven / "flashsale" / f"kafka-{kafka_dist.KAFKA_VERSION}" / "libs"
+    old.mkdir(parents=True)
+    (old / JARS[0]).write_bytes(b"the jar a running broker has open")
+    folder = kafka_dist.install(quiet=True)
+    assert folder == old and (old / JARS[0]).read_bytes() == b"the jar a running broker has open"
+    assert kafka_dist.has_tools(folder) and sorted(path.name for path in folder.iterdir()) == sorted(JARS)
+
+
+def bundle_of(folder: Path, version: str = kafka_dist.KAFKA_VERSION) -> Path:
+    (folder / "kafka").mkdir(parents=True)
+    for jar in (f"kafka_2.13-{version}.jar", f"kafka-tools-{version}.jar", "slf4j-api-1.7.36.jar"):
+        (folder / "kafka" / jar).write_bytes(b"PK jar")
+    return folder
+
+
+def test_an_install_from_a_bundle_copies_its_jars_and_asks_no_network(tmp_path, no_maven):
+    folder = kafka_dist.install(quiet=True, source=bundle_of(tmp_path / "usb"))
+    assert kafka_dist.has_tools(folder) and len(list(folder.iterdir())) == 3 and kafka_dist.jars() == folder
+
+
+def test_a_bundle_of_another_kafka_version_or_without_jars_is_refused(tmp_path, no_maven):
+    with pytest.raises(StackError, match="holds Apache Kafka 3.9.0, and this kit runs"):
+        kafka_dist.install(quiet=True, source=bundle_of(tmp_path / "old", "3.9.0"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StackError, match="holds no Kafka jars"):
+        kafka_dist.install(quiet=True, source=tmp_path / "empty")
+    assert not kafka_dist.cache().exists()
