@@ -56,3 +56,17 @@ def test_a_notebook_without_kafkas_jars_is_told_what_to_run_instead_of_stopping(
     monkeypatch.setattr(kafka_dist, "jars", not_installed)
     said = kafka_tools.output("kafka-topics", "--list", bootstrap="127.0.0.1:9")
     assert said.startswith("(kafka-topics did not run: Apache Kafka is not installed: run `flashsale kafka install`")
+
+
+def test_a_broker_too_slow_to_answer_is_no_broker_not_a_traceback(jars, monkeypatch):
+    """Seen in the offline test on a loaded machine: the metadata request timed out and raised."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from flashsale.settings import Settings
+
+    def timed_out(bootstrap, timeout):
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+    monkeypatch.setattr(kafka_tools.kafka, "answers", timed_out)
+    with pytest.raises(StackError, match="No Kafka broker answers at 127.0.0.1:9: start the stack first"):
+        kafka_tools.main("kafka-topics", ["--list"], Settings(kafka_bootstrap_servers="127.0.0.1:9"))
