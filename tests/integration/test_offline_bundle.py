@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-pytestmark = [pytest.mark.broker_free, pytest.mark.timeout(1800)]
+# ~5 min when the machine is quiet; at a load of 20 the install alone took 40 min here
+pytestmark = [pytest.mark.broker_free, pytest.mark.timeout(2700)]
 
 
 def need_unshare() -> None:
@@ -45,7 +46,7 @@ def test_a_bundle_installs_and_runs_the_demo_and_apache_kafka_with_no_network(tm
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FLASHSALE_", "PIP_", "VIRTUAL_ENV"))}
     env.update(FLASHSALE_HOME=str(work / "home"), XDG_CACHE_HOME=str(tmp_path / "cache"), PIP_NO_CACHE_DIR="1")
     done = subprocess.run(["unshare", "--net", "bash", "-c", script], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=1200)
+                          text=True, timeout=1400)
     print(done.stderr[-3000:])
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "the event-driven system sold exactly what it had" in done.stdout
