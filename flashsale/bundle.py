@@ -7,9 +7,8 @@ bundle says so. DIR/kafka holds Apache Kafka's jars, DIR/notebooks and DIR/docs 
 the commands. Then, with no network at all: `pip install --no-index --find-links DIR/wheels flashsale` and
 `flashsale kafka install --from DIR`.
 
-pip evaluates dependency markers (`appnope; platform_system == "Darwin"`) for the machine it runs on, not for
-`--platform` (pypa/pip#11664, open): a bundle made on Linux for macOS would lack macOS's own dependencies. So
-pip runs here with the target's marker environment (`PIP_FOR_TARGET`).
+pip evaluates markers (`appnope; platform_system == "Darwin"`) for its own machine, not `--platform` (pypa/pip#11664):
+a bundle made on Linux for macOS would lack macOS's dependencies. So pip runs with the target's (`PIP_FOR_TARGET`).
 """
 import json
 import re
@@ -20,6 +19,7 @@ import tarfile
 import tempfile
 import tomllib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import Parser
 from pathlib import Path
@@ -59,8 +59,7 @@ PLATFORMS = {  # --platform NAME: pip's platform tags, and the markers of such a
 # `default_environment()`, looked up at each call.
 PIP_FOR_TARGET = """import json, sys
 import pip._vendor.packaging.markers as markers
-target = json.loads(sys.argv[1])
-markers.default_environment = lambda: dict(target)
+markers.default_environment = lambda: dict(json.loads(sys.argv[1]))
 from pip._internal.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -100,7 +99,8 @@ class Downloaded:
     sdists: list[str] = field(default_factory=list)  # packages taken as source: no wheel for the target
 
 
-def build(folder: Path, platforms: list[str], pythons: list[str], say=print) -> list[Downloaded]:
+def build(folder: Path, platforms: list[str], pythons: list[str],
+          say: Callable[[str], object] = print) -> list[Downloaded]:
     """Write the bundle into `folder`; return what each target got (sdists named)."""
     unknown = [name for name in platforms if name not in PLATFORMS]
     if unknown:

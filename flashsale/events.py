@@ -7,7 +7,7 @@ ones first, so the log can be read from its beginning by today's code.
 """
 import json
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import uuid4
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -111,7 +111,7 @@ class Event(BaseModel):
     def key(self) -> str:
         return self.orderId
 
-    def next(self, type: str, **extra) -> "Event":
+    def next(self, type: str, **extra: Any) -> "Event":
         """The event that follows this one for the same order (a new eventId and time)."""
         fields = self.model_dump(include={"orderId", "userId", "productId", "quantity", "saleId", "priceCents"})
         return Event(type=type, **fields, **extra)

@@ -7,9 +7,11 @@ overlapping histograms could not show.
 """
 import html
 from pathlib import Path
+from typing import Any
 
 from plotly.subplots import make_subplots
 
+from flashsale.harness.races import Outcome, Scenario
 from flashsale.lab import palette
 from flashsale.lab.charts import ecdf
 
@@ -62,7 +64,7 @@ def _table(table: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def figure(outcomes: dict, stock: int, scenario: str = "normal", about=None):
+def figure(outcomes: dict[str, Outcome], stock: int, scenario: str = "normal", about: Scenario | None = None) -> Any:
     names, colors = list(outcomes), [palette.color(name) for name in outcomes]
     fig = make_subplots(rows=2, cols=2, vertical_spacing=0.16, horizontal_spacing=0.09, subplot_titles=(
         f"Phones sold (solid), sold by the end (light); {stock} in stock (dashed)", "Accepted orders per second",
@@ -109,8 +111,9 @@ def summaries(outcomes: dict, table: list[dict], stock: int) -> list[str]:
             "the last buyer answered after: " + ", ".join(f"{s} {ms:,.0f} ms" for s, ms in last.items())]
 
 
-def write_report(outcomes: dict, stock: int, path: Path, scenario: str = "normal", about=None) -> None:
-    """`outcomes`: system -> demo.Outcome; `about`: the demo.Scenario, whose fault window is shaded."""
+def write_report(outcomes: dict[str, Outcome], stock: int, path: Path, scenario: str = "normal",
+                 about: Scenario | None = None) -> None:
+    """`about`: the race's scenario, whose fault window is shaded."""
     table, buyers = rows(outcomes), len(next(iter(outcomes.values())).race.buyers)
     what = f": {html.escape(about.what)}" if about is not None else ""
     charts = figure(outcomes, stock, scenario, about).to_html(full_html=False, include_plotlyjs=True,

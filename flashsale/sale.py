@@ -7,7 +7,11 @@ so events of an old sale that arrive late cannot touch the new one.
 import json
 from dataclasses import asdict, dataclass
 
+from psycopg import Connection
+from redis import Redis
+
 from flashsale.events import PAYMENT_FAILED_REASON
+from flashsale.readable import Readable
 from flashsale.rules.reservation import RELEASED, RESERVED, SaleKeys
 
 CURRENT = "sale:current"
@@ -26,16 +30,35 @@ class Sale:
         return SaleKeys(self.saleId)
 
     @classmethod
-    def from_json(cls, raw) -> "Sale":
+    def from_json(cls, raw: bytes | str) -> "Sale":
         return cls(**json.loads(raw))
 
 
-def start_sale(pg, redis, product_id: str, name: str, stock: int, per_user_limit: int) -> Sale:
+@dataclass(frozen=True)
+class SaleCounts(Readable):
+    """What `flashsale status` and the tests report of the current sale: its stock, and its orders by status."""
+    saleId: int
+    productId: str
+    initialStock: int
+    availableStock: int
+    confirmed: int
+    confirmedUnits: int
+    cancelled: int
+    pending: int
+    reserved: int
+
+    @property
+    def settled(self) -> int:
+        """Orders final: CONFIRMED or CANCELLED."""
+        return self.confirmed + self.cancelled
+
+
+def start_sale(pg: Connection, redis: Redis, product_id: str, name: str, stock: int, per_user_limit: int) -> Sale:
     """A new sale for both systems: the event-driven one (Redis) and the sync shop (its stock row)."""
     with pg.transaction():
-        sale_id = pg.execute("INSERT INTO sales (product_id, product_name, initial_stock, per_user_limit) "
-                             "VALUES (%s, %s, %s, %s) RETURNING sale_id",
-                             (product_id, name, stock, per_user_limit)).fetchone()[0]
+        [sale_id] = pg.execute("INSERT INTO sales (product_id, product_name, initial_stock, per_user_limit) "
+                               "VALUES (%s, %s, %s, %s) RETURNING sale_id",
+                               (product_id, name, stock, per_user_limit)).fetchall()[0]
         pg.execute("INSERT INTO shop_stock VALUES (%s, %s, %s, %s) ON CONFLICT (product_id) DO UPDATE "
                    "SET sale_id = excluded.sale_id, initial_stock = excluded.initial_stock, "
                    "available_stock = excluded.available_stock", (product_id, sale_id, stock, stock))
@@ -46,35 +69,33 @@ def start_sale(pg, redis, product_id: str, name: str, stock: int, per_user_limit
     return sale
 
 
-def current_sale(redis) -> Sale | None:
+def current_sale(redis: Redis) -> Sale | None:
     raw = redis.get(CURRENT)
     return Sale.from_json(raw) if raw else None
 
 
-def sale_by_id(redis, sale_id: int) -> Sale | None:
+def sale_by_id(redis: Redis, sale_id: int) -> Sale | None:
     raw = redis.get(f"sale:{sale_id}")
     return Sale.from_json(raw) if raw else None
 
 
-def available_stock(redis, sale: Sale) -> int:
+def available_stock(redis: Redis, sale: Sale) -> int:
     return int(redis.get(sale.keys.stock) or 0)
 
 
-def sale_counts(pg, redis, sale: Sale) -> dict:
-    """What `flashsale status` and the tests report: stock and orders of the current sale."""
+def sale_counts(pg: Connection, redis: Redis, sale: Sale) -> SaleCounts:
+    """The sale's stock, and its orders by status."""
     rows = pg.execute("SELECT status, count(*), coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s "
                       "GROUP BY status", (sale.saleId,)).fetchall()
     by_status = {status: (count, units) for status, count, units in rows}
-    return {"saleId": sale.saleId, "productId": sale.productId, "initialStock": sale.initialStock,
-            "availableStock": available_stock(redis, sale),
-            "confirmed": by_status.get("CONFIRMED", (0, 0))[0],
-            "confirmedUnits": by_status.get("CONFIRMED", (0, 0))[1],
-            "cancelled": by_status.get("CANCELLED", (0, 0))[0],
-            "pending": by_status.get("PENDING", (0, 0))[0],
-            "reserved": by_status.get("RESERVED", (0, 0))[0]}
+    return SaleCounts(sale.saleId, sale.productId, sale.initialStock, available_stock(redis, sale),
+                      confirmed=by_status.get("CONFIRMED", (0, 0))[0],
+                      confirmedUnits=by_status.get("CONFIRMED", (0, 0))[1],
+                      cancelled=by_status.get("CANCELLED", (0, 0))[0], pending=by_status.get("PENDING", (0, 0))[0],
+                      reserved=by_status.get("RESERVED", (0, 0))[0])
 
 
-def reconcile(pg, redis) -> Sale | None:
+def reconcile(pg: Connection, redis: Redis) -> Sale | None:
     """Rebuild the current sale in Redis from PostgreSQL, after Redis came back without it (a lost disk).
 
     The orders table knows every decision inventory made, but only once none is in flight: the inventory
@@ -108,7 +129,7 @@ def reconcile(pg, redis) -> Sale | None:
         if decisions:
             pipe.hset(keys.decisions, mapping=decisions)
         if user_units:
-            pipe.hset(keys.user_units, mapping=user_units)
+            pipe.hset(keys.user_units, mapping={user: units for user, units in user_units.items()})  # redis-py's type
         pipe.set(f"sale:{sale.saleId}", json.dumps(asdict(sale)))
         pipe.set(CURRENT, json.dumps(asdict(sale)))
         pipe.execute()

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flashsale.brokers import choose
+
 DEFAULT_ADMIN_TOKEN = "flashsale-admin"  # fine on loopback; refused in public mode
 PUBLIC_RATE_LIMIT_PER_S = 5.0  # public mode: a thumb on a Buy button, not a script
 PUBLIC_BURST = 10
@@ -69,7 +71,7 @@ class Settings(BaseSettings):
     # id owned by" itself: a fatal error; apache/kafka PR #23542 is the open fix), and one restarted within the
     # session timeout after kill -9 got a fatal "instance ID is still used", where classic took its partitions back
     # at once. Notebook 05 measures both. On tansu, which has neither that works under churn, instance i of n owns
-    # partitions p where p % n == i (see adapters/kafka.py).
+    # partitions p where p % n == i (see brokers.py).
     group_protocol: Literal["consumer", "classic"] = "classic"
     instance: int = 0
     instances: int = 1
@@ -123,13 +125,8 @@ class Settings(BaseSettings):
 
     @property
     def consumer_groups(self) -> bool:
-        """Services subscribe as members of consumer groups: on every Apache Kafka (embedded, docker, external)."""
-        return self.broker == "kafka" or self.infra != "embedded"
-
-    @property
-    def broker_on_s3(self) -> bool:
-        """The durable embedded broker, tansu on S3 storage: its clients need other settings (adapters/kafka.py)."""
-        return self.infra == "embedded" and self.broker == "tansu" and self.durable
+        """Services join consumer groups: the broker profile's say (brokers.py); notebook 05 asks it by this name."""
+        return choose(self).groups
 
     @property
     def gateway_url(self) -> str:

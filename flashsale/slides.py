@@ -9,16 +9,21 @@ that file, or live from JupyterLab with RISE (`jupyterlab-rise`: open the notebo
 import json
 import os
 import platform
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from IPython.display import HTML, SVG
 
 from flashsale import live
 from flashsale.lab import palette
 from flashsale.settings import Settings
+
+if TYPE_CHECKING:
+    from flashsale.stack.control import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "slides" / "flashsale.ipynb"
@@ -58,17 +63,18 @@ def count_slides(html: str) -> int:
     from html.parser import HTMLParser
 
     class Sections(HTMLParser):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
-            self.open, self.leaves = [], 0
+            self.open: list[bool] = []
+            self.leaves = 0
 
-        def handle_starttag(self, tag, attrs):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
             if tag == "section":
                 if self.open:
                     self.open[-1] = False  # it has a section inside: not a leaf
                 self.open.append(True)
 
-        def handle_endtag(self, tag):
+        def handle_endtag(self, tag: str) -> None:
             if tag == "section" and self.open:
                 self.leaves += self.open.pop()
 
@@ -78,7 +84,7 @@ def count_slides(html: str) -> int:
 
 
 @contextmanager
-def _environment(**values: str):
+def _environment(**values: str) -> Iterator[None]:
     """The deck's kernel inherits these: where the numbers are, which URL the QR code names."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -89,7 +95,7 @@ def _environment(**values: str):
             os.environ.pop(name) if value is None else os.environ.update({name: value})
 
 
-def measure(stack, buyers: int = 1000, stock: int = 100, path: Path = RUN) -> dict:
+def measure(stack: "Stack", buyers: int = 1000, stock: int = 100, path: Path = RUN) -> dict[str, Any]:
     """Race the four checkouts in every scenario, as `flashsale demo --scenario` does; record it for the deck."""
     from flashsale import demo
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from confluent_kafka import Message
 from pydantic import ValidationError
 
 from flashsale.events import Event, Notification, dead_letter_topic
@@ -41,13 +42,13 @@ class Record:
     headers: dict[str, str | bytes | None] = field(default_factory=dict)
 
 
-def dead_letter(message, error: str) -> Record:
-    return Record(dead_letter_topic(message.topic()), message.key(), message.value(),
+def dead_letter(message: Message, error: str) -> Record:
+    return Record(dead_letter_topic(str(message.topic())), message.key(), message.value(),
                   {"error": error[:500], "topic": message.topic(), "partition": str(message.partition()),
                    "offset": str(message.offset())})
 
 
-def decode_or_dead_letter(messages) -> tuple[list[tuple[object, Event]], list[Record]]:
+def decode_or_dead_letter(messages: Iterable[Message]) -> tuple[list[tuple[Message, Event]], list[Record]]:
     """Each message with its Event; a message that is not one becomes a dead letter, returned for the loop to
     publish with the handler's output, so the commit waits for the broker to acknowledge it too."""
     decoded, dead = [], []
@@ -64,7 +65,7 @@ def decode_or_dead_letter(messages) -> tuple[list[tuple[object, Event]], list[Re
 Handler = Callable[[list[Event]], Iterable[Event | Notification]]
 
 
-def isolate(handle: Handler, decoded: list[tuple[object, Event]], attempts: int,
+def isolate(handle: Handler, decoded: list[tuple[Message, Event]], attempts: int,
             pause: float = 0.5) -> tuple[list[Event | Notification], list[Record]]:
     """The batch failed as a whole: handle its events one at a time, to find the one that fails.
 

@@ -9,6 +9,7 @@ httpx.AsyncClient (its pool slows down as requests queue for a connection) and 1
 session, with the same provider and the same limit of 200 connections.
 """
 import json
+from typing import Any
 
 import aiohttp
 import httpx
@@ -51,7 +52,7 @@ class PaymentProvider:
             await self.session.close()
 
 
-def behaviour(url: str, token: str, **changes) -> dict:
+def behaviour(url: str, token: str, **changes: float | None) -> dict[str, Any]:
     """Read the provider's behaviour, or change it (delayMs, failureRate, outageSeconds): what `flashsale psp` does."""
     answer = httpx.post(f"{url}/admin/behaviour", json={k: v for k, v in changes.items() if v is not None},
                         headers={"Authorization": f"Bearer {token}"}, timeout=10)

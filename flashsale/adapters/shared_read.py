@@ -35,6 +35,10 @@ class SharedRead(Generic[T]):
             self.task = asyncio.get_running_loop().create_task(self._read_while_asked())
         return self.task
 
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
     async def __call__(self) -> T:
         if self.start().done():
             raise Stopped("the shared read has stopped")

@@ -8,7 +8,7 @@ they can be) and measures:
 - at a fixed offered load (`rate`, 1,000 orders/s by default, open loop):
   POST -> final WebSocket update, and WebSocket fan-out to `browsers` browsers;
 - CPU per order: every event-path process's utime+stime from /proc over the
-  orders of the fixed-load run (bench/cpu.py; the load generator is not in
+  orders of the fixed-load run (harness/cpu.py; the load generator is not in
   any of their process trees), beside the no-op server's CPU per request;
 - a 1,000-buyer race for oversold and lost.
 
@@ -26,24 +26,27 @@ on one stack, the JVM's compiler threads took 3.1 s of the broker's 4.7 s of
 CPU in a fan-out run after 30 s of orders, and 0.6 s of 2.2 s in the fourth.
 """
 import asyncio
-import shutil
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 from tqdm.auto import tqdm
 
-from flashsale.bench.cpu import Meter, per_unit_ms
 from flashsale.bench.e2e import measure
-from flashsale.bench.fanout import KINDS, measure_fanout
+from flashsale.bench.fanout import measure_fanout
+from flashsale.bench.result import BenchResult, worst
 from flashsale.bench.stats import p99
 from flashsale.bench.wrk import wrk
-from flashsale.lab.checks import invariants, settle
-from flashsale.lab.load import run_buyers
+from flashsale.brokers import choose
+from flashsale.harness.checks import invariants, settle
+from flashsale.harness.cpu import Meter, per_unit_ms
+from flashsale.harness.load import run_buyers
 from flashsale.settings import Settings
-from flashsale.stack import components
 from flashsale.stack.control import Stack
-from flashsale.stack.processes import StackError, free_port, spawn, stop, wait_until
+from flashsale.stack.processes import StackError, free_port
+
+__all__ = ["BenchResult", "run_bench", "worst"]
 
 UNLIMITED = 10**9
 # Orders/s of the warm-up: one every code path sees, that both brokers settle as they come (never a backlog).
@@ -54,21 +57,20 @@ WARM_UP_RATE = 200
 
 
 def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browsers: int = 1000, rate: int = 1000,
-              warm_up_s: int = 30) -> dict:
+              warm_up_s: int = 30) -> BenchResult:
     settings = base.model_copy(update={"home": base.home.resolve() / "bench", "gateway_port": free_port(),
                                        "shop_port": free_port(), "psp_port": free_port(), "payment_delay_ms": 0,
                                        "rate_limit_per_s": 0})
     stack = Stack(settings)
     fanout_warm_up_s = fanout_warm_up(settings, warm_up_s)
     steps = tqdm(total=8, desc="bench", unit="step", file=sys.stderr)
-    noop = None
     try:
         stack.up(stock=UNLIMITED)
-        noop, noop_url = start_noop(stack)
+        noop = stack.launch("noop")  # the ceiling: the gateway's server stack with nothing behind it
         steps.update()
         product = settings.product_id
-        noop_cpu = Meter({noop: "noop"}).start()
-        ceiling = wrk(noop_url, "/noop", product, connections, seconds)
+        noop_cpu = Meter({noop.pid: "noop"}).start()
+        ceiling = wrk(noop.url, "/noop", product, connections, seconds)
         cpu_per_noop = per_unit_ms(noop_cpu.stop(), ceiling.requests)["total"]
         steps.update()
         stack.reset(UNLIMITED, UNLIMITED)
@@ -99,58 +101,24 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         steps.update()
     finally:
         steps.close()
-        if noop:
-            stop(noop)
         stack.down()
-    p99_fanout = max(fanout[kind].get("p99_ms", 0) for kind in KINDS)
-    accept = {"ceiling": ceiling.requests_per_s, "event_driven": events.requests_per_s,
-              "locked": locked.requests_per_s, "naive": naive.requests_per_s}
-    return {"accept_per_s": accept,
-            "p50_accept_ms": {"ceiling": ceiling.p50_ms, "event_driven": events.p50_ms, "locked": locked.p50_ms,
-                              "naive": naive.p50_ms},
-            "p99_accept_ms": events.p99_ms,
-            "p99_accept_ms_by_system": {"ceiling": ceiling.p99_ms, "event_driven": events.p99_ms,
-                                        "locked": locked.p99_ms, "naive": naive.p99_ms},
-            "errors": {"ceiling": ceiling.errors, "event_driven": events.errors, "locked": locked.errors,
-                       "naive": naive.errors},
-            "ratio_event_vs_locked": round(events.requests_per_s / locked.requests_per_s, 2),
-            "ratio_event_vs_ceiling": round(events.requests_per_s / ceiling.requests_per_s, 2),
-            "broker": settings.broker,
-            "e2e_rate_per_s": rate,
-            "p50_e2e_ms": round(statistics.median(e2e.latencies_ms), 1) if e2e.latencies_ms else None,
-            "p99_e2e_ms": round(p99(e2e.latencies_ms), 1) if e2e.latencies_ms else None,
-            f"p99_e2e_ms_at_{rate}": round(p99(e2e.latencies_ms), 1) if e2e.latencies_ms else None,
-            f"p99_fanout_ms_at_{rate}": p99_fanout,
-            "e2e_settled": e2e_settled,
-            "cpu_ms_per_order": cpu_per_order["total"],
-            "cpu_ms_per_order_by_component": cpu_per_order,
-            "cpu_ms_per_noop": cpu_per_noop,
-            "warm_up_s": warm_up_s,
-            "fanout_warm_up_s": fanout_warm_up_s,
-            "settle_per_s": round(settle_rate, 1),
-            "fanout": fanout,
-            "p99_fanout_ms": p99_fanout,
-            "oversold": state.oversold, "lost": state.lost, "connections": connections, "seconds": seconds}
+    systems = {"ceiling": ceiling, "event_driven": events, "locked": locked, "naive": naive}
+    p99_e2e = round(p99(e2e.latencies_ms), 1) if e2e.latencies_ms else None
+    result = BenchResult(
+        settings.broker, connections, seconds, {name: run.requests_per_s for name, run in systems.items()},
+        {name: run.p50_ms for name, run in systems.items()}, {name: run.p99_ms for name, run in systems.items()},
+        {name: run.errors for name, run in systems.items()}, round(settle_rate, 1), rate,
+        round(statistics.median(e2e.latencies_ms), 1) if e2e.latencies_ms else None, p99_e2e, e2e_settled,
+        cpu_per_order, cpu_per_noop, warm_up_s, fanout_warm_up_s, fanout, state.oversold, state.lost,
+        goal_p99_e2e_ms=p99_e2e, goal_p99_fanout_ms=0, cpu_ms_per_order=cpu_per_order["total"])
+    return replace(result, goal_p99_fanout_ms=result.p99_fanout_ms, runs=(result.figures(),))
 
 
 def event_path(stack: Stack) -> dict[int, str]:
-    """The processes an order goes through, pid -> component: every server and service but the shops'."""
+    """The processes an order goes through, pid -> component: every server and service but the shop's (and the
+    no-op server's)."""
     return {process.pid: process.service or name for name, process in stack.processes().items()
-            if process.service != "shop"}
-
-
-def worst(runs: list[dict]) -> dict:
-    """`--runs N`: the last run's figures, with each goal's figure replaced by the worst of the N runs.
-
-    Each run keeps its own goal figures, its no-op CPU, and the fan-out's p99 of each kind: the goal's figure is
-    the worse of the two, and a slow run's tail is then known to be the order updates' or the stock figures'.
-    """
-    rate = runs[-1]["e2e_rate_per_s"]
-    keys = (f"p99_e2e_ms_at_{rate}", f"p99_fanout_ms_at_{rate}", "cpu_ms_per_order")
-    return {**runs[-1], **{key: max(run[key] or float("inf") for run in runs) for key in keys},
-            "runs": [{**{key: run[key] for key in (*keys, "cpu_ms_per_noop")},
-                      "p99_fanout_ms_by_kind": {kind: run["fanout"][kind].get("p99_ms") for kind in KINDS}}
-                     for run in runs]}
+            if process.service not in ("shop", "noop")}
 
 
 def fanout_warm_up(settings: Settings, warm_up_s: int) -> float:
@@ -163,13 +131,12 @@ def fanout_warm_up(settings: Settings, warm_up_s: int) -> float:
     order updates had p99 3.9-5.1 s and no stock update came through; after 1 s, p99 188 and 738 ms.
     """
     # at least 1 s, as before the change: the browsers' first sends and new connections, also with --warm-up 0
-    return max(2.0 * warm_up_s, 1.0) if components.broker(settings).compiles else 1.0
+    return max(2.0 * warm_up_s, 1.0) if choose(settings).compiles else 1.0
 
 
 def fresh(stack: Stack, warm_up_s: int) -> None:
     """A new stack in the same place (an empty broker, database and Redis, the same ports), warmed up."""
-    stack.down()
-    shutil.rmtree(stack.settings.home, ignore_errors=True)
+    stack.wipe()
     stack.up(stock=UNLIMITED)
     stack.reset(UNLIMITED, UNLIMITED)
     warm_up(stack, warm_up_s)
@@ -185,23 +152,12 @@ def warm_up(stack: Stack, seconds: int) -> None:
             raise StackError(f"the warm-up's {warmed.accepted} orders did not all settle")
 
 
-def start_noop(stack: Stack) -> tuple[int, str]:
-    port = free_port()
-    env = stack.service_env() | {"FLASHSALE_GATEWAY_PORT": str(port)}
-    log = stack.log_path("noop")
-    pid = spawn([sys.executable, "-m", "flashsale.bench.noop"], log, env)
-    import httpx
-
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 30, "noop server", log, pid)
-    return pid, f"http://127.0.0.1:{port}"
-
-
 def wait_settled(stack: Stack, accepted: int, timeout: float = 300) -> bool:
     """Until every accepted order of the current sale is CONFIRMED or CANCELLED."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sale = stack.sale()
-        if sale and sale["confirmed"] + sale["cancelled"] >= accepted:
+        if sale and sale.settled >= accepted:
             return True
         time.sleep(0.2)
     return False

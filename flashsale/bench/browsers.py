@@ -30,7 +30,7 @@ async def main(ws_url: str, first: int, clients: int) -> dict:
     return latencies
 
 
-async def listen(socket, latencies: dict[str, list[float]]) -> None:
+async def listen(socket: aiohttp.ClientWebSocketResponse, latencies: dict[str, list[float]]) -> None:
     async for message in socket:
         received_ms = time.time() * 1000
         update = json.loads(message.data)

@@ -29,7 +29,7 @@ async def measure(gateway_url: str, product_id: str, rate: float, seconds: float
         async with session.ws_connect(gateway_url.replace("http", "ws") + "/ws") as socket:
             listener = asyncio.create_task(_listen(socket, done))
 
-            async def buy(i: int):
+            async def buy(i: int) -> None:
                 nonlocal accepted
                 start = time.perf_counter()
                 async with session.post(f"{gateway_url}/api/orders", json={
@@ -53,7 +53,7 @@ async def measure(gateway_url: str, product_id: str, rate: float, seconds: float
     return EndToEnd([(done[o] - sent[o]) * 1000 for o in sent if o in done], accepted)
 
 
-async def _listen(socket, done: dict[str, float]) -> None:
+async def _listen(socket: aiohttp.ClientWebSocketResponse, done: dict[str, float]) -> None:
     async for message in socket:
         update = json.loads(message.data)
         if update["type"] == "order_update" and update["data"]["status"] in ("CONFIRMED", "CANCELLED"):

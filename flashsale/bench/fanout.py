@@ -16,6 +16,9 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
+
+from confluent_kafka import Producer
 
 from flashsale import events as ev
 from flashsale.adapters import kafka
@@ -59,9 +62,9 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
 def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s: float, seconds: float,
                     stock_every_s: float, warm_up_s: float = 1.0) -> dict:
     # batches as the gateway's producer does
-    producer = kafka.reliable_producer(bootstrap, on_s3=False, **{"linger.ms": 5})
+    producer = kafka.reliable_producer(bootstrap, **{"linger.ms": 5})
     producer.produce(ev.NOTIFICATION_EVENTS, b"{}", key="warm-up")  # connected, with a producer id, before the clock
-    producer.flush(10)
+    kafka.flush(producer, 10, "warm-up message")
     counts = dict.fromkeys(KINDS, 0)
     started, orders, next_stock = time.monotonic(), 0, 0.0
     while (elapsed := time.monotonic() - started) < seconds + warm_up_s:
@@ -79,10 +82,10 @@ def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s:
             next_stock += stock_every_s
         producer.poll(0)
         time.sleep(0.001)
-    producer.flush(10)
+    kafka.flush(producer, 10, "notifications")
     return counts
 
 
-def send(producer, kind: str, data: dict, key: str, stamp: bool) -> None:
+def send(producer: Producer, kind: str, data: dict[str, Any], key: str, stamp: bool) -> None:
     message = {"type": kind, "data": {**data, "sentAt": time.time() * 1000} if stamp else data}
     producer.produce(ev.NOTIFICATION_EVENTS, json.dumps(message).encode(), key=key)

@@ -16,10 +16,10 @@ Faults and scaling are the stack's own methods, as in the CLI:
 """
 import importlib
 
-from flashsale.lab.load import Race, run_buyers as buy  # noqa: F401
+from flashsale.harness.load import Race, run_buyers as buy  # noqa: F401
 
-# Where each name lives. Imported on first use: `flashsale.lab.checks` stays light for the CLI and the
-# tests, and only a notebook pays for pandas, plotly and the widgets.
+# Where each name lives. Imported on first use: importing `flashsale.lab` stays light for the CLI and the tests,
+# and only a notebook pays for pandas, plotly and the widgets.
 _WHERE = {
     "control": ("LabStack", "start", "stop", "stop_service", "status", "background", "redis"),
     "races": ("flash_sale", "results", "buyers", "check", "order", "order_status", "product", "psp", "charges"),

@@ -5,8 +5,8 @@ nbval, which compares text), and keeps it in `fig.layout.meta["summary"]`. Colou
 """
 import plotly.graph_objects as go
 
+from flashsale.harness.load import Race
 from flashsale.lab import palette
-from flashsale.lab.load import Race
 
 LAYOUT = dict(**palette.LAYOUT, height=380)
 NAMES = {"gateway": "event-driven"}  # a race's system is the URL it raced; the palette knows the checkout

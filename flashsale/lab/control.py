@@ -18,14 +18,13 @@ from flashsale.adapters import redis as redis_adapter
 from flashsale.settings import Settings
 from flashsale.stack.control import INFRA, SERVICES, Stack
 from flashsale.stack.processes import alive, free_port
-from flashsale.stack.state import State
+from flashsale.stack.table import State
 
 
 class LabStack(Stack):
     """The CLI's Stack. It also notes every pid it starts in `pids.log`: a test proves none outlives the notebook."""
 
-    def save(self, state: State) -> None:
-        super().save(state)
+    def noted(self, state: State) -> None:
         with open(self.home / "pids.log", "a") as ledger:
             ledger.writelines(f"{info.pid}\n" for info in state.processes.values())
 
@@ -66,7 +65,7 @@ def stop_service(stack: Stack, name: str) -> list[int]:
 
 def status(stack: Stack) -> pd.DataFrame:
     """One row per component, as `flashsale status` prints it."""
-    state = stack.status()
+    state = stack.status().as_dict()
     rows = [{"component": name, "kind": "server" if name in INFRA else "service", **info}
             for group in ("infra", "services") for name, info in state[group].items()]
     return pd.DataFrame(rows).astype({"pid": "Int64"}).set_index("component")

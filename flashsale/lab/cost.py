@@ -1,6 +1,6 @@
 """CPU per order, live: what each component of the stack spends on one order, over the last few seconds.
 
-The same counters as `flashsale bench` (`bench.cpu.tree_seconds`: utime + stime of a process and its children,
+The same counters as `flashsale bench` (`harness.cpu.tree_seconds`: utime + stime of a process and its children,
 from /proc), read once a second for each process the stack started, and divided by the orders settled
 (confirmed or cancelled) in the same seconds. The notebook's kernel, where the buyers and the dashboard run,
 is no process of the stack, so the load generator is left out, as in the bench.
@@ -12,7 +12,7 @@ from collections import deque
 
 import psutil
 
-from flashsale.bench.cpu import per_unit_ms, tree_seconds
+from flashsale.harness.cpu import per_unit_ms, tree_seconds
 
 WINDOW_S = 5.0  # the seconds each figure covers
 

@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from flashsale.adapters import kafka
 from flashsale.adapters.dead_letters import Record
+from flashsale.brokers import choose
 from flashsale.events import dead_letter_topic
 from flashsale.lab.replay import read_topic
 from flashsale.settings import Settings
@@ -48,7 +49,7 @@ def letters(settings: Settings, topics: list[str]) -> list[Letter]:
 def replay(settings: Settings, topics: list[str]) -> list[Letter]:
     """Send every letter not yet sent back to its topic; once the broker has acknowledged them, remember it."""
     waiting = [letter for letter in letters(settings, topics) if not letter.replayed]
-    producer = kafka.reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3)
+    producer = kafka.reliable_producer(settings.kafka_bootstrap_servers, choose(settings).producer)
     kafka.publish(producer, [Record(letter.topic, letter.key, letter.value, {"replayed-from": "{}[{}]@{}".format(
         *letter.at)}) for letter in waiting])
     ends: dict[tuple[str, int], int] = {}

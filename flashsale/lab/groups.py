@@ -22,6 +22,7 @@ import pandas as pd
 from confluent_kafka import TopicPartition
 
 from flashsale.adapters import kafka
+from flashsale.brokers import choose
 from flashsale.lab.replay import GROUPS  # what each consumer group reads, defined once
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
@@ -40,7 +41,7 @@ class LagMeter:
     def __init__(self, settings: Settings, owners: bool = False):
         self.bootstrap, self.partitions, self.owners = settings.kafka_bootstrap_servers, settings.partitions, owners
         self.clients = {group: kafka.consumer(self.bootstrap, group, **QUIET) for group in GROUPS}
-        self.members_known = settings.consumer_groups  # tansu lists no members: nothing to ask
+        self.members_known = choose(settings).groups  # tansu lists no members: nothing to ask
 
     def read(self, timeout: float = 2) -> list[dict]:
         rows: list[dict[str, Any]] = []
@@ -74,8 +75,8 @@ class LagMeter:
 def holders(bootstrap: str, groups, timeout: float = 2) -> dict[tuple[str, str, int], str]:
     """(group, topic, partition) -> the client id of the member that holds it, as the group coordinator says."""
     views = kafka.describe_groups(bootstrap, groups, timeout)
-    return {(group, topic, p): member["client"] for group, view in views.items()
-            for member in view["members"] for topic, p in member["partitions"]}
+    return {(group, topic, p): member.client for group, view in views.items()
+            for member in view.members for topic, p in member.partitions}
 
 
 def lag(stack: Stack) -> pd.DataFrame:
@@ -113,8 +114,8 @@ def owners(stack: Stack, *groups: str) -> pd.DataFrame:
 def members(stack: Stack, *groups: str) -> pd.DataFrame:
     """The members the broker lists in each group, with the partitions each holds: an idle member holds none."""
     views = kafka.describe_groups(stack.wired().kafka_bootstrap_servers, groups or GROUPS)
-    rows = [{"group": group, "member": m["client"], "partitions": [f"{t}/{p}" for t, p in m["partitions"]]}
-            for group, view in views.items() for m in view["members"]]
+    rows = [{"group": group, "member": m.client, "partitions": [f"{t}/{p}" for t, p in m.partitions]}
+            for group, view in views.items() for m in view.members]
     return pd.DataFrame(rows, columns=["group", "member", "partitions"]).set_index(["group", "member"]).sort_index()
 
 

@@ -4,24 +4,24 @@ import time
 import httpx
 import pandas as pd
 
-from flashsale import demo
 from flashsale.adapters import psp as provider
-from flashsale.lab.checks import Invariants, invariants, settle
-from flashsale.lab.load import Race, run_buyers
+from flashsale.harness.checks import Invariants, invariants, settle
+from flashsale.harness.load import Race, run_buyers
+from flashsale.harness.races import Outcome, race as one_race
 from flashsale.stack.control import Stack
 
 
 def flash_sale(stack: Stack, system: str, buyers: int = 1000, stock: int = 100,
-               scenario: str = "normal") -> demo.Outcome:
+               scenario: str = "normal") -> Outcome:
     """A new sale of `stock` phones, then `buyers` distinct buyers at once: `naive`, `locked`, `reserve-then-pay`
     or `gateway` (the event-driven system), with a scenario of `flashsale demo` in the middle of the race.
 
     The same race as `flashsale demo`; for the gateway it also waits until every order is decided.
     """
-    return demo.race(stack, "event-driven" if system == "gateway" else system, buyers, stock, scenario)
+    return one_race(stack, "event-driven" if system == "gateway" else system, buyers, stock, scenario)
 
 
-def results(**outcomes: demo.Outcome) -> pd.DataFrame:
+def results(**outcomes: Outcome) -> pd.DataFrame:
     """One row per race, the columns of `flashsale demo`: results(naive=naive, locked=locked)."""
     return pd.DataFrame([{
         "system": name.replace("_", "-"), "sold": o.sold, "oversold": o.oversold, "paid": o.paid,
@@ -46,7 +46,7 @@ def check(stack: Stack, *races: Race, timeout: float = 120) -> Invariants:
     settings, accepted, sale = stack.wired(), [o for race in races for o in race.order_ids], stack.sale()
     assert sale is not None, "no sale: start one with stack.reset()"
     settle(settings, accepted, timeout)
-    return invariants(settings, sale["saleId"], accepted)
+    return invariants(settings, sale.saleId, accepted)
 
 
 def order(stack: Stack, user: str = "alice", idempotency_key: str | None = None) -> dict:

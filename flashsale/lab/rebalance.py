@@ -21,7 +21,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from flashsale.adapters import kafka
-from flashsale.lab.load import Race
+from flashsale.brokers import LONG_POLL
+from flashsale.harness.load import Race
 from flashsale.lab.races import buyers
 from flashsale.stack.control import Stack
 from flashsale.stack.processes import wait_until
@@ -48,6 +49,7 @@ class Writer(threading.Thread):
         self.producer, self.topic = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, **kafka.QUIET}), topic
         self.acked: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
         self.done = threading.Event()
+        self.unacknowledged = 0  # ticks the broker had not acknowledged 10 s after the last
 
     def run(self) -> None:
         while not self.done.is_set():
@@ -55,7 +57,7 @@ class Writer(threading.Thread):
                 self.producer.produce(self.topic, b"tick", partition=p, on_delivery=self._acked)
             self.producer.poll(0)
             time.sleep(EVERY_S)
-        self.producer.flush(10)
+        self.unacknowledged = self.producer.flush(10)
 
     def _acked(self, err, msg) -> None:
         if err is None:
@@ -74,7 +76,7 @@ class Member(threading.Thread):
         super().__init__(daemon=True, name=name)
         self.config = {"bootstrap.servers": bootstrap, "group.id": group, "client.id": name,
                        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                       **kafka.LONG_POLL, **kafka.GROUP_MEMBER[protocol], **kafka.QUIET}
+                       **LONG_POLL, **kafka.GROUP_MEMBER[protocol], **kafka.QUIET}
         self.topic, self.seen, self.lock, self.running, self.share = topic, seen, lock, True, 0
         self.arrivals: list[tuple[float, int]] = []  # (when, partition) of each new offset
 
@@ -124,6 +126,8 @@ def pause(bootstrap: str, protocol: str, timeout: float = 30) -> Pause:
         time.sleep(SETTLE_S)
         ended = time.monotonic()
         writer.stop()
+        if writer.unacknowledged:
+            raise KafkaException(f"the broker did not acknowledge {writer.unacknowledged} ticks of {topic}")
         caught_up = time.monotonic() + 10
         while _unread(writer.acked, seen) and time.monotonic() < caught_up:
             time.sleep(0.05)
@@ -186,18 +190,8 @@ def remapped_keys(bootstrap: str, keys: int = 100, before: int = PARTITIONS,
 
 def _partitions_of(bootstrap: str, topic: str, keys: list[str]) -> dict[str, int]:
     """Produce one message per key as the gateway does; the broker's acknowledgement says which partition."""
-    producer = kafka.reliable_producer(bootstrap)
-    landed: dict[str, int] = {}
-
-    def delivered(err, msg) -> None:
-        if err is None:
-            landed[msg.key().decode()] = msg.partition()
-
-    for key in keys:
-        producer.produce(topic, b"{}", key=key, on_delivery=delivered)
-    if producer.flush(10):
-        raise KafkaException(f"could not write to {topic}")
-    return landed
+    acknowledged = kafka.delivered_to(kafka.reliable_producer(bootstrap), [(topic, b"{}", key) for key in keys])
+    return {(m.key() or b"").decode(): int(m.partition() or 0) for m in acknowledged}
 
 
 def steady_buyers(stack: Stack, seconds: int = 10, per_second: int = 100) -> list[Race]:

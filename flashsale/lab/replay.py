@@ -6,7 +6,7 @@ let a notebook or a test try exactly that on the real broker.
 
 tansu 0.6 reports a partition's end (its high watermark) as the first offset of
 its last record batch + 1, so the end it reports can be a few messages short.
-Hence: read until the broker has nothing more to give, and call consumers
+Hence: read until the broker says "end" (`kafka.read_to_end`), and call consumers
 caught up when they are past every end we know of and their commits stand still.
 """
 import json
@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from flashsale import events as ev
 from flashsale.adapters import kafka
+from flashsale.brokers import FAST_CONSUMER, choose
 from flashsale.settings import Settings
 
 # What each consumer group reads (as the services' main() functions say).
@@ -30,7 +31,7 @@ Ends = dict[tuple[str, int], int]  # (topic, partition) -> the offset after the 
 def _client(settings: Settings, group: str) -> Consumer:
     """A consumer that never joins its group: it only reads, or looks up the group's committed offsets."""
     return Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group,
-                     "enable.auto.commit": False, **kafka.FAST_CONSUMER})
+                     "enable.auto.commit": False, **FAST_CONSUMER})
 
 
 def _partitions(client: Consumer, topics: list[str]) -> list[TopicPartition]:
@@ -43,24 +44,12 @@ def _reported_ends(client: Consumer, partitions: list[TopicPartition]) -> Ends:
 
 
 def read_topic(settings: Settings, topic: str, timeout: float = 60) -> list[Message]:
-    """Every message of `topic`, from its beginning until the broker has no more."""
-    reader = _client(settings, f"reader-{uuid.uuid4()}")
+    """Every message of `topic`, from its beginning until the broker says it has no more."""
+    reader = kafka.consumer(settings.kafka_bootstrap_servers, f"reader-{uuid.uuid4()}", choose(settings).reading,
+                            **{"enable.partition.eof": True})
     try:
-        partitions = _partitions(reader, [topic])
-        short_of = {p: end for (_, p), end in _reported_ends(reader, partitions).items() if end > 0}
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in short_of])
-        messages, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = [m for m in reader.consume(1000, timeout=0.5) if not m.error()]
-            for m in batch:
-                partition, offset = m.partition(), m.offset()
-                assert partition is not None and offset is not None  # a message, not an error: it has both
-                if offset + 1 >= short_of.get(partition, 0):
-                    short_of.pop(partition, None)
-            messages += batch
-            if not batch and not short_of:
-                return messages
-        raise TimeoutError(f"{topic}: not read to its end in {timeout} s")
+        reader.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in _partitions(reader, [topic])])
+        return [m for batch in kafka.read_to_end(reader, timeout, wait_s=0.5) for m in batch]
     finally:
         reader.close()
 
@@ -74,19 +63,11 @@ def sale_of(message: Message) -> int | None:
 
 def send_again(settings: Settings, messages: list[Message]) -> Ends:
     """Produce the very same bytes once more, same key, same topic: a redelivery. Returns where they ended."""
-    producer = kafka.reliable_producer(settings.kafka_bootstrap_servers, settings.broker_on_s3)
+    producer = kafka.reliable_producer(settings.kafka_bootstrap_servers, choose(settings).producer)
     ends: Ends = {}
-
-    def delivered(err, m):
-        if err is None:
-            ends[(m.topic(), m.partition())] = max(ends.get((m.topic(), m.partition()), 0), m.offset() + 1)
-
-    for m in messages:
-        topic = m.topic()
-        assert topic is not None  # a message read from a topic knows it
-        producer.produce(topic, m.value(), key=m.key(), on_delivery=delivered)
-    if producer.flush(30) or sum(ends.values()) == 0 < len(messages):
-        raise TimeoutError("the broker did not acknowledge the replay")
+    for m in kafka.delivered_to(producer, [(str(m.topic()), m.value(), m.key()) for m in messages], timeout=30):
+        key = (str(m.topic()), int(m.partition() or 0))
+        ends[key] = max(ends.get(key, 0), int(m.offset() or 0) + 1)
     return ends
 
 

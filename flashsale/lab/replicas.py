@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flashsale import events as ev
+from flashsale.adapters import kafka
 from flashsale.lab.groups import QUIET
 from flashsale.lab.tap import read as read_topic
 from flashsale.stack.control import Stack
@@ -108,21 +109,22 @@ def acks_lost(stack: Stack, acks: str, writes: int = 1000) -> dict:
 
     producer.poll(0)  # the producer knows the leader before the freeze
     producer.produce(topic, key=b"-1", value=b"warm-up")
-    producer.flush(10)
+    kafka.flush(producer, 10, "warm-up message")
     with ExitStack() as frozen:
         for node in followers:
             frozen.enter_context(stack.frozen(node))
         for n in range(writes):
             producer.produce(topic, key=str(n).encode(), value=b"x" * 100, on_delivery=answered)
-        producer.flush(1)  # acks=1: the leader alone answers; acks=all: it waits for the frozen followers
+        unanswered = producer.flush(1)  # acks=1: the leader alone answers; acks=all: it waits for the frozen followers
         before_kill = len(acked)
         stack.kill(victim)
     wait(stack, topic, lambda row: row["leader"] not in (None, victim), "a new leader")
-    producer.flush(30)  # an acks=all producer sends its unanswered writes again, to the new leader
+    never = producer.flush(30)  # an acks=all producer sends its unanswered writes again, to the new leader
     stack.restart(victim)
     in_sync(stack, topic)  # the old leader is back, its log cut to the new leader's
     stored = {int(m.key() or b"") for m in read_topic(stack.wired().kafka_bootstrap_servers, topic, 1)} - {-1}
     return {"acks": acks, "written": writes, "answered before the kill": before_kill,
+            "unanswered at the kill": unanswered, "never answered": never,
             "answered in all": len(acked), "in the log": len(stored), "answered, then lost": len(acked - stored)}
 
 
@@ -161,5 +163,5 @@ def _write(stack: Stack, topic: str, acks: str) -> tuple[bool, KafkaError | None
                          **QUIET})
     answers: list[KafkaError | None] = []
     producer.produce(topic, value=b"one order", on_delivery=lambda error, m: answers.append(error))
-    producer.flush(10)
-    return bool(answers), answers[0] if answers else None
+    unanswered = producer.flush(10)
+    return not unanswered and bool(answers), answers[0] if answers else None

@@ -4,6 +4,7 @@ The notebooks never paraphrase a service; they show it, so what you read is
 what the stack you just started is executing.
 """
 import inspect
+import textwrap
 from pathlib import Path
 
 from IPython.display import Code
@@ -13,7 +14,7 @@ def show(thing, language: str = "python") -> Code:
     """`show(inventory)`, `show(inventory.handle)`, or any text: `show(RESERVE_LUA, "lua")`."""
     if isinstance(thing, str):
         return Code(thing, language=language)
-    return Code(inspect.getsource(thing), language=language)
+    return Code(textwrap.dedent(inspect.getsource(thing)), language=language)  # a method reads from its margin
 
 
 def lines(module) -> str:

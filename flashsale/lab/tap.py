@@ -4,7 +4,6 @@ Reading changes nothing for the services: the tap has a throwaway group id,
 assigns itself the partitions and never commits. The log stays as it was.
 """
 import json
-import time
 import uuid
 from datetime import datetime
 
@@ -18,30 +17,17 @@ from flashsale.stack.control import Stack
 
 
 def read(bootstrap: str, topic: str, partitions: int, last: int | None = None, timeout: float = 30) -> list[Message]:
-    """Every message of `topic` (or the last `last` of each partition), until the broker has no more."""
-    client = kafka.consumer(bootstrap, f"lab-tap-{uuid.uuid4()}", **QUIET)
+    """Every message of `topic` (or about the last `last` of each partition), until the broker says it has no more.
+
+    About: `last` counts back from the end the broker reports, which tansu reports a batch short."""
+    client = kafka.consumer(bootstrap, f"lab-tap-{uuid.uuid4()}", **{"enable.partition.eof": True, **QUIET})
     try:
-        starts, ends = [], {}
+        starts = []
         for p in range(partitions):
             low, end = client.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             starts.append(TopicPartition(topic, p, max(low, end - last) if last else low))
-            if end > low:
-                ends[p] = end
         client.assign(starts)
-        messages, quiet_since, deadline = [], time.monotonic(), time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = [m for m in client.consume(1000, timeout=0.1) if not m.error()]
-            for m in batch:
-                partition, offset = m.partition(), m.offset()
-                assert partition is not None and offset is not None  # a message, not an error: it has both
-                if offset + 1 >= ends.get(partition, 0):
-                    ends.pop(partition, None)
-            messages += batch
-            if batch:
-                quiet_since = time.monotonic()
-            elif not ends and time.monotonic() - quiet_since > 0.3:  # past every end the broker told us of
-                break
-        return messages
+        return [m for batch in kafka.read_to_end(client, timeout, wait_s=0.1) for m in batch]
     finally:
         client.close()
 

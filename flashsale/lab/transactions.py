@@ -3,33 +3,27 @@ read as a `read_committed` and as a `read_uncommitted` consumer would.
 """
 import os
 import signal
-import sys
 import time
 import uuid
+from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import TopicPartition
 
 from flashsale import events as ev
 from flashsale.adapters import kafka
 from flashsale.stack.control import Stack
-from flashsale.stack.processes import alive, spawn
+from flashsale.stack.processes import alive
 
 KILL_BATCH = 50  # messages per transaction while the kill waits: 100 confirmations are two transactions at least
 
 
 def start_job(stack: Stack, hold_s: float = 0.0, batch: int | None = None) -> int:
-    """`python -m flashsale.services.invoices` as a process of this stack; its pid (noted in the lab's ledger)."""
-    env = {**stack.service_env(), "FLASHSALE_INVOICE_HOLD_S": str(hold_s)}
-    if batch:
-        env["FLASHSALE_INVOICE_BATCH_SIZE"] = str(batch)
+    """`python -m flashsale.services.invoices` as a process of this stack (in its table, like every other); its pid."""
     marker(stack).unlink(missing_ok=True)
-    pid = spawn([sys.executable, "-m", "flashsale.services.invoices"], stack.log_path("invoices"), env)
-    with open(stack.home / "pids.log", "a") as ledger:
-        ledger.write(f"{pid}\n")
-    return pid
+    return stack.launch("invoices", invoice_hold_s=hold_s, **({"invoice_batch_size": batch} if batch else {})).pid
 
 
-def marker(stack: Stack):
+def marker(stack: Stack) -> Path:
     return stack.home / "run" / "invoices.in-transaction"
 
 
@@ -45,7 +39,7 @@ def run_job(stack: Stack, timeout: float = 120) -> str:
     return stack.log_path("invoices").read_text().strip().splitlines()[-1].split("] ")[-1]
 
 
-def kill_in_transaction(stack: Stack, nth: int = 2, hold_s: float = 5, timeout: float = 120) -> dict:
+def kill_in_transaction(stack: Stack, nth: int = 2, hold_s: float = 5, timeout: float = 120) -> dict[str, int]:
     """Run the job holding each transaction open; `kill -9` it inside its `nth` transaction with invoices in it."""
     pid, deadline = start_job(stack, hold_s, KILL_BATCH), time.monotonic() + timeout
     try:
@@ -73,23 +67,11 @@ def read_topic(stack: Stack, topic: str, isolation: str, timeout: float = 30) ->
 
     For read_committed, the end is the last stable offset: the first message of the oldest open transaction."""
     settings = stack.wired()
-    reader = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"lab-{uuid.uuid4()}",
-                       "isolation.level": isolation, "enable.partition.eof": True, "enable.auto.commit": False,
-                       "auto.offset.reset": "earliest", **kafka.FAST_CONSUMER, **kafka.QUIET})
+    reader = kafka.consumer(settings.kafka_bootstrap_servers, f"lab-{uuid.uuid4()}", stack.profile.reading,
+                            **{"isolation.level": isolation, "enable.partition.eof": True, **kafka.QUIET})
     try:
         reader.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
-        seen: list[bytes] = []
-        at_end: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(at_end) < settings.partitions:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} not read to its end ({isolation}) in {timeout} s")
-            for m in reader.consume(1000, timeout=0.5):
-                if (error := m.error()) is not None and error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(m.partition() or 0)
-                elif not m.error():
-                    seen.append(m.value() or b"")
-        return seen
+        return [m.value() or b"" for batch in kafka.read_to_end(reader, timeout, wait_s=0.5) for m in batch]
     finally:
         reader.close()
 
@@ -116,7 +98,7 @@ def broker(stack: Stack) -> None:
     print(BROKERS[stack.settings.broker])
 
 
-def tallies(stack: Stack) -> dict:
+def tallies(stack: Stack) -> dict[str, int]:
     """The invoice job's two tallies in Redis: the counter, and the number of orders in the set."""
     from flashsale.lab.control import redis
     from flashsale.services.invoices import COUNTED, INVOICED

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres
-from flashsale.lab.checks import settle
+from flashsale.harness.checks import settle
 from flashsale.lab.tap import read
 from flashsale.stack.control import Stack
 
@@ -42,8 +42,8 @@ def order_created(stack: Stack, user: str) -> ev.Event:
     settings, sale = stack.wired(), stack.sale()
     if sale is None:
         raise LookupError("no sale: stack.reset() first")
-    return ev.Event(type=ev.ORDER_CREATED, orderId=f"{user}-{sale['saleId']}-{time.monotonic_ns()}", userId=user,
-                    productId=sale["productId"], quantity=1, saleId=sale["saleId"], priceCents=settings.price_cents)
+    return ev.Event(type=ev.ORDER_CREATED, orderId=f"{user}-{sale.saleId}-{time.monotonic_ns()}", userId=user,
+                    productId=sale.productId, quantity=1, saleId=sale.saleId, priceCents=settings.price_cents)
 
 
 def publish(stack: Stack, topic: str, messages: list[tuple[str, bytes]]) -> None:

@@ -153,13 +153,13 @@ class Watcher(threading.Thread):
                 self.version += 1
 
     def _poll_sale(self) -> None:
-        if self._pg is None:
+        if self._pg is None or self._redis is None:
             self._pg = postgres.connect(self.settings.database_url)
             self._redis = redis_adapter.connect(self.settings.redis_url)
         sale = current_sale(self._redis)
         if sale is None:
             return
-        counts = sale_counts(self._pg, self._redis, sale)
+        counts = sale_counts(self._pg, self._redis, sale).as_dict()
         now = round(time.monotonic() - self.t0, 2)
         with self.lock:
             if counts != self.counts or not self.stock or now - self.stock[-1][0] >= 1:  # a point a second at least

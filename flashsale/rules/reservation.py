@@ -15,6 +15,8 @@ live in one slot: the sale's keys share the hash tag `{sale:N}`, so they always 
 from dataclasses import dataclass
 from importlib.resources import files
 
+from redis import Redis
+
 RESERVE_LUA = files(__package__).joinpath("reserve.lua").read_text()
 RELEASE_LUA = files(__package__).joinpath("release.lua").read_text()
 
@@ -61,7 +63,8 @@ class Reservation:
         return self.decision == RESERVED
 
 
-def reserve_all(redis, keys: SaleKeys, orders: list[tuple[str, str, int]], per_user_limit: int) -> list[Reservation]:
+def reserve_all(redis: Redis, keys: SaleKeys, orders: list[tuple[str, str, int]],
+                per_user_limit: int) -> list[Reservation]:
     """Reserve for many (orderId, userId, quantity) at once: one round trip, each script still atomic.
 
     Safe to call any number of times with the same orders.
@@ -74,11 +77,12 @@ def reserve_all(redis, keys: SaleKeys, orders: list[tuple[str, str, int]], per_u
     return [_reservation(order[0], reply) for order, reply in zip(orders, pipe.execute(), strict=True)]
 
 
-def reserve(redis, keys: SaleKeys, order_id: str, user_id: str, quantity: int, per_user_limit: int) -> Reservation:
+def reserve(redis: Redis, keys: SaleKeys, order_id: str, user_id: str, quantity: int,
+            per_user_limit: int) -> Reservation:
     return reserve_all(redis, keys, [(order_id, user_id, quantity)], per_user_limit)[0]
 
 
-def release_all(redis, keys: SaleKeys, orders: list[tuple[str, str, int]]) -> list[Reservation]:
+def release_all(redis: Redis, keys: SaleKeys, orders: list[tuple[str, str, int]]) -> list[Reservation]:
     """Give back the units of many (orderId, userId, quantity) whose payment failed: RELEASED once, then no-ops."""
     script = redis.register_script(RELEASE_LUA)
     pipe = redis.pipeline(transaction=False)
@@ -87,7 +91,7 @@ def release_all(redis, keys: SaleKeys, orders: list[tuple[str, str, int]]) -> li
     return [_reservation(order[0], reply) for order, reply in zip(orders, pipe.execute(), strict=True)]
 
 
-def _reservation(order_id: str, reply) -> Reservation:
+def _reservation(order_id: str, reply: tuple[bytes | str, int]) -> Reservation:
     decision, stock = reply
     decision = decision.decode() if isinstance(decision, bytes) else decision
     return Reservation(order_id, decision, int(stock))

@@ -14,11 +14,13 @@ import json
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Iterator
 
-from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, TopicPartition
+from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 
 from flashsale.adapters import kafka
 from flashsale.adapters.gaps import GapGuard
+from flashsale.brokers import FAST_CONSUMER, Config
 from flashsale.events import NOTIFICATION_EVENTS, ORDER_UPDATE, STOCK_UPDATE
 
 QUEUE_LIMIT = 1000  # order updates a client may fall behind by; past that it loses the oldest
@@ -61,8 +63,8 @@ class Subscriber:
 class Fanout:
     """Reads notification.events on the server's own event loop: no thread to fight the server for the GIL."""
 
-    def __init__(self, bootstrap: str, partitions: int, waits: dict = kafka.FAST_CONSUMER):
-        self.bootstrap, self.partitions, self.waits = bootstrap, partitions, waits  # waits: kafka.waiting(settings)
+    def __init__(self, bootstrap: str, partitions: int, waits: Config = FAST_CONSUMER):
+        self.bootstrap, self.partitions, self.waits = bootstrap, partitions, waits  # waits: the broker profile's
         self.by_user: dict[str | None, set[Subscriber]] = defaultdict(set)  # None: those who watch every order
         self.newest_stock: dict[str, str] = {}  # productId -> the newest figure not yet broadcast
         self._broadcast_due, self._last_broadcast = False, 0.0
@@ -124,7 +126,7 @@ class Fanout:
         for subscriber in audience:
             subscriber.put(text)
 
-    def everyone(self):
+    def everyone(self) -> Iterator[Subscriber]:
         return (subscriber for group in self.by_user.values() for subscriber in group)
 
     def _broadcast_stock(self) -> None:
@@ -135,7 +137,7 @@ class Fanout:
         self.newest_stock.clear()
 
 
-def _is_news(message, started_ms: float) -> bool:
+def _is_news(message: Message, started_ms: float) -> bool:
     """Produced after this gateway started; a message without a timestamp gets the benefit of the doubt."""
     kind, timestamp = message.timestamp()
     return kind == TIMESTAMP_NOT_AVAILABLE or timestamp >= started_ms

@@ -1,7 +1,8 @@
 """What the HTTP services share: the order body, the error body, a body limit, a rate limit, the admin check."""
 import hmac
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import psycopg
 import psycopg_pool
@@ -11,8 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
-
-from flashsale.services import tune_gc
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class OrderRequest(BaseModel):
@@ -26,11 +26,11 @@ class OrderRequest(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def admin_only(token: str):
+def admin_only(token: str) -> Callable[[str], None]:
     """A dependency that lets a request through with `Authorization: Bearer <token>`, checked before the body is
     read and in constant time; the token itself is never logged."""
 
@@ -41,7 +41,7 @@ def admin_only(token: str):
     return require_admin
 
 
-def error_body(code: str, message: str, **extra) -> dict:
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
@@ -49,11 +49,11 @@ def install_error_handlers(app: FastAPI) -> None:
     """Every error, ours or the framework's, answers {"error": {"code", "message"}}."""
 
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, error: ApiError):
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
         return JSONResponse(error_body(error.code, error.message), error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError):
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         details = [{"loc": [str(part) for part in e["loc"]], "msg": e["msg"], "type": e["type"]}
                    for e in error.errors()]
         return JSONResponse(error_body("VALIDATION_ERROR", "The request is malformed.", details=details), 422)
@@ -61,12 +61,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(redis.RedisError)
     @app.exception_handler(psycopg.Error)
     @app.exception_handler(psycopg_pool.PoolTimeout)
-    async def unavailable(request: Request, error: Exception):
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(error_body("UNAVAILABLE", f"A backing server is unavailable ({type(error).__name__}); "
                                        "retry."), 503, headers={"Retry-After": "1"})
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException):
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         if error.status_code == 400:  # FastAPI could not parse the body (not UTF-8, nested too deep): malformed
             return JSONResponse(error_body("VALIDATION_ERROR", "The request is malformed."), 422)
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "BODY_TOO_LARGE"}.get(error.status_code, "HTTP_ERROR")
@@ -76,10 +76,10 @@ def install_error_handlers(app: FastAPI) -> None:
 class BodyLimit:
     """ASGI middleware: refuse bodies over `limit` bytes with 413, counted as they arrive (chunked too)."""
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app: ASGIApp, limit: int):
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
@@ -87,7 +87,7 @@ class BodyLimit:
             return await too_large(send) if declared.isdigit() else await bad_length(send)
         seen = 0
 
-        async def counting_receive():
+        async def counting_receive() -> Message:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
@@ -104,19 +104,19 @@ class BodyLimit:
 class BodyTooLarge(HTTPException):
     """An HTTPException, because FastAPI lets only those through while it reads a body (any other error is a 400)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(413, "The body is over the size limit.")
 
 
-async def too_large(send) -> None:
+async def too_large(send: Send) -> None:
     await _send_error(send, 413, "BODY_TOO_LARGE", "The body is over the size limit.")
 
 
-async def bad_length(send) -> None:
+async def bad_length(send: Send) -> None:
     await _send_error(send, 400, "BAD_REQUEST", "Content-Length is not a number.")
 
 
-async def _send_error(send, status: int, code: str, message: str) -> None:
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
     body = JSONResponse(error_body(code, message)).body
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -140,12 +140,3 @@ class RateLimiter:
             self.buckets.clear()  # bounded memory under a flood of spoofed clients
         self.buckets[client] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
         return tokens >= 1
-
-
-def serve(app, settings, port: int) -> None:
-    """One server configuration for every HTTP process, so benchmarks compare like with like."""
-    import uvicorn
-
-    tune_gc()
-    uvicorn.run(app, host="0.0.0.0" if settings.public else settings.host, port=port, loop="uvloop",
-                http="httptools", log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30)

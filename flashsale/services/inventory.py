@@ -10,16 +10,21 @@ already sold.
 """
 from itertools import groupby
 
+from redis import Redis
+
 from flashsale import events as ev
-from flashsale.adapters import kafka, redis as redis_adapter
+from flashsale.adapters import redis as redis_adapter
+from flashsale.adapters.dead_letters import Handler, Postponed
 from flashsale.rules.reservation import RELEASED, release_all, reserve_all
 from flashsale.sale import sale_by_id
-from flashsale.services import configure_logging, tune_gc
+from flashsale.services.runner import run_consumer_service
 from flashsale.settings import Settings
 
+TOPICS = [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS]
 
-def handle(redis, batch: list[ev.Event]) -> list[ev.Event]:
-    out = []
+
+def handle(redis: Redis, batch: list[ev.Event]) -> list[ev.Event]:
+    out: list[ev.Event] = []
     mine = sorted((e for e in batch if e.type in (ev.ORDER_SAVED, ev.PAYMENT_FAILED)), key=lambda e: e.saleId)
     for sale_id, group in groupby(mine, key=lambda e: e.saleId):
         events = list(group)
@@ -42,20 +47,17 @@ def handle(redis, batch: list[ev.Event]) -> list[ev.Event]:
     return out
 
 
-def main() -> None:
-    configure_logging("inventory")
-    tune_gc()
-    settings = Settings()
+def handler(settings: Settings) -> Handler:
     redis = redis_adapter.connect(settings.redis_url)
 
     def handle_batch(batch: list[ev.Event]) -> list[ev.Event]:
         try:
             return handle(redis, batch)
         except redis_adapter.UNAVAILABLE as error:  # wait for Redis; dead-letter nothing
-            raise kafka.Postponed(f"Redis is unavailable: {error}") from error
+            raise Postponed(f"Redis is unavailable: {error}") from error
 
-    kafka.run_consumer(settings, "inventory", [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS], handle_batch)
+    return handle_batch
 
 
 if __name__ == "__main__":
-    main()
+    run_consumer_service("inventory", TOPICS, handler)

@@ -16,12 +16,12 @@ batch done twice counts twice, and a set of the orders invoiced, which it does n
 import logging
 import time
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Message, Producer, TopicPartition
+from redis import Redis
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, redis as redis_adapter
-from flashsale.services import configure_logging
+from flashsale.services.runner import configure_logging
 from flashsale.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,24 +41,17 @@ def run(settings: Settings) -> int:
     producer.init_transactions(30)  # fences an older instance, aborts its open transaction; before reading offsets
     source = kafka.consumer(settings.kafka_bootstrap_servers, GROUP, **kafka.READ_COMMITTED)
     kafka.assign_from_committed(source, [TopicPartition(ev.ORDER_EVENTS, p) for p in range(settings.partitions)])
-    at_end: set[int] = set()
     redis, issued, with_invoices = redis_adapter.connect(settings.redis_url), 0, 0
     try:
-        while len(at_end) < settings.partitions:
-            messages = source.consume(settings.invoice_batch_size, timeout=1)
-            for m in messages:
-                if (error := m.error()) is not None and error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(m.partition() or 0)
-                elif not m.error():
-                    at_end.discard(m.partition())
-            batch = decode([m for m in messages if not m.error()])
+        for messages in kafka.read_to_end(source, timeout=None, batch=settings.invoice_batch_size, wait_s=1):
+            batch = decode(messages)
             if not batch:
                 continue
             producer.begin_transaction()
             out = invoices(batch)
             for invoice in out:
                 producer.produce(invoice.topic, invoice.to_json(), key=invoice.key)
-            producer.flush(30)  # in the log now, but not committed: read_committed readers do not see them yet
+            kafka.flush(producer, 30, "invoices")  # in the log, not committed: read_committed readers see none yet
             tally(redis, out)  # not in the transaction: a kill after this line, and the batch is tallied again
             with_invoices += bool(out)
             hold(settings, with_invoices, len(out))
@@ -71,7 +64,7 @@ def run(settings: Settings) -> int:
     return issued
 
 
-def decode(messages) -> list[ev.Event]:
+def decode(messages: list[Message]) -> list[ev.Event]:
     """The events of the batch; what is not an event (a poison message) is skipped: the services dead-letter it."""
     events = []
     for m in messages:
@@ -82,7 +75,7 @@ def decode(messages) -> list[ev.Event]:
     return events
 
 
-def tally(redis, out: list[ev.Event]) -> None:
+def tally(redis: Redis, out: list[ev.Event]) -> None:
     """Side effects outside Kafka: a counter (not idempotent) and a set keyed by orderId (idempotent)."""
     if out:
         redis.incrby(COUNTED, len(out))
@@ -100,21 +93,10 @@ def hold(settings: Settings, transaction: int, invoices_in_it: int) -> None:
         marker.unlink(missing_ok=True)
 
 
-def ensure_topic(settings: Settings) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    if ev.INVOICE_EVENTS not in admin.list_topics(timeout=10).topics:
-        topic = NewTopic(ev.INVOICE_EVENTS, settings.partitions, 1, config=kafka.TOPIC_CONFIG)
-        try:
-            admin.create_topics([topic])[ev.INVOICE_EVENTS].result(10)
-        except KafkaException as error:
-            if "TOPIC_ALREADY_EXISTS" not in str(error):
-                raise
-
-
 def main() -> None:
     configure_logging("invoices")
     settings = Settings()
-    ensure_topic(settings)
+    kafka.ensure_topics(settings.kafka_bootstrap_servers, settings.partitions, topics=[ev.INVOICE_EVENTS])
     log.info("issued %d invoices; order.events read to its end", run(settings))
 
 

@@ -11,10 +11,13 @@ counter, read once the batch is in, can.
 from collections.abc import Callable
 
 from flashsale import events as ev
-from flashsale.adapters import kafka, redis as redis_adapter
+from flashsale.adapters import redis as redis_adapter
+from flashsale.adapters.dead_letters import Handler, Postponed
 from flashsale.rules.reservation import SaleKeys
-from flashsale.services import configure_logging, tune_gc
+from flashsale.services.runner import run_consumer_service
 from flashsale.settings import Settings
+
+TOPICS = [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS]
 
 ORDER_STATUS = {ev.ORDER_SAVED: "PENDING", ev.ORDER_RESERVED: "RESERVED", ev.ORDER_CONFIRMED: "CONFIRMED",
                 ev.ORDER_CANCELLED: "CANCELLED"}
@@ -38,20 +41,17 @@ def handle(batch: list[ev.Event], stock_of: Callable[[int], int]) -> list[ev.Not
     return out
 
 
-def main() -> None:
-    configure_logging("notifications")
-    tune_gc()
-    settings = Settings()
+def handler(settings: Settings) -> Handler:
     redis = redis_adapter.connect(settings.redis_url)
 
     def handle_batch(batch: list[ev.Event]) -> list[ev.Notification]:
         try:
             return handle(batch, lambda sale: int(redis.get(SaleKeys(sale).stock) or 0))
         except redis_adapter.UNAVAILABLE as error:  # wait for Redis; dead-letter nothing
-            raise kafka.Postponed(f"Redis is unavailable: {error}") from error
+            raise Postponed(f"Redis is unavailable: {error}") from error
 
-    kafka.run_consumer(settings, "notifications", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS], handle_batch)
+    return handle_batch
 
 
 if __name__ == "__main__":
-    main()
+    run_consumer_service("notifications", TOPICS, handler)

@@ -15,9 +15,12 @@ batch is three statements in one transaction, however many events.
 import psycopg
 
 from flashsale import events as ev
-from flashsale.adapters import kafka, postgres
-from flashsale.services import configure_logging, tune_gc
+from flashsale.adapters import postgres
+from flashsale.adapters.dead_letters import Handler, Postponed
+from flashsale.services.runner import run_consumer_service
 from flashsale.settings import Settings
+
+TOPICS = [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS]
 
 SETTLES = {ev.STOCK_RESERVED: "RESERVED", ev.STOCK_INSUFFICIENT: "CANCELLED",
            ev.PAYMENT_SUCCEEDED: "CONFIRMED", ev.PAYMENT_FAILED: "CANCELLED"}
@@ -44,7 +47,7 @@ def furthest(decided: list[ev.Event]) -> dict[str, ev.Event]:
     return chosen
 
 
-def handle(conn, batch: list[ev.Event]) -> list[ev.Event]:
+def handle(conn: psycopg.Connection, batch: list[ev.Event]) -> list[ev.Event]:
     """Apply a batch in one transaction; return the events that announce each order's state."""
     created = {e.orderId: e for e in batch if e.type == ev.ORDER_CREATED}
     decided = furthest([e for e in batch if e.type in SETTLES])  # our own announcements come back too: ignored
@@ -72,10 +75,7 @@ def handle(conn, batch: list[ev.Event]) -> list[ev.Event]:
     return out
 
 
-def main() -> None:
-    configure_logging("orders")
-    tune_gc()
-    settings = Settings()
+def handler(settings: Settings) -> Handler:
     # A pool of one that checks its connection: after a PostgreSQL restart the retried batch gets a fresh one.
     pool = postgres.pool(settings.database_url, size=1)
 
@@ -84,10 +84,10 @@ def main() -> None:
             with pool.connection() as conn:
                 return handle(conn, batch)
         except psycopg.OperationalError as error:  # PostgreSQL down or restarting: wait; dead-letter nothing
-            raise kafka.Postponed(f"PostgreSQL is unavailable: {error}") from error
+            raise Postponed(f"PostgreSQL is unavailable: {error}") from error
 
-    kafka.run_consumer(settings, "orders", [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS], handle_batch)
+    return handle_batch
 
 
 if __name__ == "__main__":
-    main()
+    run_consumer_service("orders", TOPICS, handler)

@@ -10,9 +10,12 @@ import asyncio
 import time
 
 from flashsale import events as ev
-from flashsale.adapters import kafka, psp
-from flashsale.services import configure_logging, tune_gc
+from flashsale.adapters import psp
+from flashsale.adapters.dead_letters import Handler, Postponed
+from flashsale.services.runner import run_consumer_service
 from flashsale.settings import Settings
+
+TOPICS = [ev.INVENTORY_EVENTS]
 
 IN_FLIGHT = 32  # charges at once: each waits the provider's delay, so a batch of 100 takes ~4 delays, not 100
 RETRY_FOR_S = 2.0  # then the loop gets the batch back (its heartbeat stays fresh) and tries it again
@@ -48,19 +51,15 @@ async def handle(provider: psp.PaymentProvider, batch: list[ev.Event], price: in
 
     outcomes = await asyncio.gather(*(one(e) for e in batch if e.type == ev.STOCK_RESERVED))
     if None in outcomes:  # those charged already are charged once: their keys answer the same next time
-        raise kafka.Postponed(f"the payment provider is unavailable; {outcomes.count(None)} orders wait")
+        raise Postponed(f"the payment provider is unavailable; {outcomes.count(None)} orders wait")
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def main() -> None:
-    configure_logging("payments")
-    tune_gc()
-    settings = Settings()
+def handler(settings: Settings) -> Handler:
     loop = asyncio.new_event_loop()  # one loop for the life of the process, so one pool of connections
     provider = psp.PaymentProvider(settings.psp_url, settings.psp_timeout_s)
-    kafka.run_consumer(settings, "payments", [ev.INVENTORY_EVENTS],
-                       lambda batch: loop.run_until_complete(handle(provider, batch, settings.price_cents)))
+    return lambda batch: loop.run_until_complete(handle(provider, batch, settings.price_cents))
 
 
 if __name__ == "__main__":
-    main()
+    run_consumer_service("payments", TOPICS, handler)

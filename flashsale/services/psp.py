@@ -11,21 +11,25 @@ stored, so a retry once it is over is charged. The behaviour lives in this proce
 provider starts again from the settings.
 """
 import asyncio
+import functools
 import random
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.requests import HTTPConnection
 
 from flashsale.adapters import postgres
-from flashsale.services.http import ApiError, BodyLimit, admin_only, error_body, install_error_handlers, serve
+from flashsale.services.http import ApiError, BodyLimit, admin_only, error_body, install_error_handlers
+from flashsale.services.runner import run_http_service
 from flashsale.settings import Settings
-
-settings = Settings()
 
 
 class Behaviour:
@@ -38,7 +42,7 @@ class Behaviour:
     def outage_left_s(self) -> float:
         return max(0.0, self.down_until - time.monotonic())
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, float]:
         return {"delayMs": self.delay_ms, "failureRate": self.failure_rate, "outageLeftS": round(self.outage_left_s, 1)}
 
 
@@ -55,18 +59,40 @@ class ChargeRequest(BaseModel):
     amount: int = Field(ge=1, le=10**12)  # cents
 
 
+@dataclass
+class Provider:
+    """What the routes use: made when the app starts (`lifespan`), handed out by `Depends`."""
+    db: AsyncConnectionPool
+    behaviour: Behaviour  # this process's alone: a restarted provider starts again from the settings
+
+
+def the_provider(connection: HTTPConnection) -> Provider:
+    return connection.state.provider  # put there by `lifespan`, typed here
+
+
+TheProvider = Annotated[Provider, Depends(the_provider)]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The provider's app: one per call, wired from `settings` (the environment's, if none)."""
+    settings = settings or Settings()
+    app = FastAPI(title="flashsale payment provider", lifespan=functools.partial(lifespan, settings=settings))
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.include_router(routes)
+    app.include_router(admin, dependencies=[Depends(admin_only(settings.admin_token))])
+    return app
+
+
 @asynccontextmanager
-async def lifespan(app: FastAPI):
-    app.state.db = postgres.async_pool(settings.database_url, 4, 4)
-    await app.state.db.open(wait=True, timeout=10)
-    yield
-    await app.state.db.close()
+async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    db = postgres.async_pool(settings.database_url, 4, 4)
+    await db.open(wait=True, timeout=10)
+    yield {"provider": Provider(db, Behaviour(settings.payment_delay_ms, settings.payment_failure_rate))}
+    await db.close()
 
 
-app = FastAPI(title="flashsale payment provider", lifespan=lifespan)
-install_error_handlers(app)
-app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-behaviour = Behaviour(settings.payment_delay_ms, settings.payment_failure_rate)
+routes, admin = APIRouter(), APIRouter()  # the admin routes need the admin token (`create_app` says which)
 
 # One round trip: store the new charge, or find the key's first one. A charge that is being stored by another
 # request at this very moment is in neither (the INSERT waits for it, then stores nothing; the SELECT's snapshot
@@ -79,18 +105,21 @@ CHARGE_ONCE = """
 FIND = "SELECT charge_id, order_id, status FROM charges WHERE idempotency_key = %(key)s"
 
 
-@app.post("/charges", status_code=201)
-async def charge(body: ChargeRequest, request: Request,
-                 idempotency_key: Annotated[str, Header(min_length=1, max_length=128)]):
+@routes.post("/charges", status_code=201, response_model=None)
+async def charge(body: ChargeRequest, provider: TheProvider,
+                 idempotency_key: Annotated[str, Header(min_length=1, max_length=128)]
+                 ) -> dict[str, Any] | JSONResponse:
+    behaviour = provider.behaviour
     if behaviour.outage_left_s > 0:
         raise ApiError(503, "PROVIDER_UNAVAILABLE", "The payment provider is down; retry with the same key.",
                        {"Retry-After": "1"})
     await asyncio.sleep(behaviour.delay_ms / 1000)  # the card network
     attempt = {"charge": f"ch_{uuid.uuid4().hex}", "key": idempotency_key, "order": body.orderId,
                "amount": body.amount, "status": "declined" if random.random() < behaviour.failure_rate else "succeeded"}
-    async with request.app.state.db.connection() as conn:
+    async with provider.db.connection() as conn:
         first = (await (await conn.execute(CHARGE_ONCE, attempt)).fetchone()
                  or await (await conn.execute(FIND, attempt)).fetchone())
+    assert first is not None, "a key's charge is stored, or found, once the INSERT has waited for it"
     charge_id, order_id, status = first
     if status == "declined":
         return JSONResponse(error_body("CARD_DECLINED", f"The charge for order {order_id} was declined.",
@@ -98,18 +127,19 @@ async def charge(body: ChargeRequest, request: Request,
     return {"chargeId": charge_id, "orderId": order_id, "status": status}
 
 
-@app.get("/charges")
-async def charges_of(orderId: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,128}$")], request: Request):
-    async with request.app.state.db.connection() as conn:
+@routes.get("/charges", response_model=None)
+async def charges_of(orderId: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,128}$")],
+                     provider: TheProvider) -> dict[str, Any]:
+    async with provider.db.connection() as conn:
         rows = await (await conn.execute("SELECT charge_id, order_id, status, created_at FROM charges "
                                          "WHERE order_id = %s ORDER BY created_at", (orderId,))).fetchall()
     return {"charges": [{"chargeId": c, "orderId": o, "status": s, "createdAt": t} for c, o, s, t in rows]}
 
 
-@app.post("/admin/behaviour", dependencies=[Depends(admin_only(settings.admin_token))])
-def change_behaviour(change: BehaviourChange | None = None):
+@admin.post("/admin/behaviour", response_model=None)
+def change_behaviour(provider: TheProvider, change: BehaviourChange | None = None) -> dict[str, float]:
     """Change what is given (nothing: only read it); an outage starts now."""
-    change = change or BehaviourChange()
+    change, behaviour = change or BehaviourChange(), provider.behaviour
     if change.delayMs is not None:
         behaviour.delay_ms = change.delayMs
     if change.failureRate is not None:
@@ -119,17 +149,14 @@ def change_behaviour(change: BehaviourChange | None = None):
     return behaviour.as_dict()
 
 
-@app.get("/healthz")
-async def healthz(request: Request):
-    async with request.app.state.db.connection(timeout=2) as conn:
+@routes.get("/healthz", response_model=None)
+async def healthz(provider: TheProvider) -> dict[str, Any]:
+    async with provider.db.connection(timeout=2) as conn:
         await conn.execute("SELECT 1")
-    return {"healthy": True, **behaviour.as_dict()}
-
-
-def main() -> None:
-    # Only our own services call it: it stays on loopback, also when the shop is public (`up --public`).
-    serve(app, settings.model_copy(update={"public": False}), settings.psp_port)
+    return {"healthy": True, **provider.behaviour.as_dict()}
 
 
 if __name__ == "__main__":
-    main()
+    settings = Settings()
+    # Only our own services call it: it stays on loopback, also when the shop is public (`up --public`).
+    run_http_service(create_app, settings.model_copy(update={"public": False}), settings.psp_port)

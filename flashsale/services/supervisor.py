@@ -10,11 +10,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from confluent_kafka import KafkaError
+
 log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    def __init__(self):
+    def __init__(self) -> None:
         self.tasks: dict[str, asyncio.Task] = {}
         self.failures: dict[str, str] = {}  # name -> what went wrong, for good
         self.closing = False
@@ -28,10 +30,10 @@ class Supervisor:
         log.error("%s: %s", name, problem)
         self.failures[name] = problem
 
-    def kafka_errors(self, name: str) -> Callable:
+    def kafka_errors(self, name: str) -> Callable[[KafkaError], None]:
         """A librdkafka `error_cb`. A fatal error (UNKNOWN_PRODUCER_ID, fenced, ...) leaves the client useless for
         good: every later message fails. The others (a broker away) are passing, and librdkafka logs them."""
-        def on_error(error) -> None:
+        def on_error(error: KafkaError) -> None:
             if error.fatal():
                 self.report(name, f"fatal Kafka error {error.name()}: {error.str()}; restart the process")
         return on_error

@@ -46,7 +46,7 @@ THREE_NODES = {
     # (FENCED_INSTANCE_ID) when it rejoined after its session had expired.
     "broker.session.timeout.ms": 3000,
     "broker.heartbeat.interval.ms": 500,
-    # And the members' own session, longer than that whole move: adapters/kafka.py, CLUSTER_SESSION_MS, says
+    # And the members' own session, longer than that whole move: adapters/kafka/consume.py, CLUSTER_SESSION_MS, says
     # why (the classic protocol's members ask for it themselves; KIP-848's get it from here).
     "group.consumer.session.timeout.ms": 15000,
     "group.consumer.min.session.timeout.ms": 6000,

@@ -16,11 +16,12 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 from flashsale.stack.processes import StackError, Started, free_ports, spawn
 
 
-def _package(name: str, provides: str):
+def _package(name: str, provides: str) -> ModuleType:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -32,7 +33,7 @@ def _package(name: str, provides: str):
 
 
 def _binary(package: str, *parts: str) -> Path:
-    return Path(_package(package, parts[-1]).__file__).parent.joinpath(*parts)
+    return Path(str(_package(package, parts[-1]).__file__)).parent.joinpath(*parts)
 
 
 def start_tansu(home: Path, port: int, durable_s3: str | None = None) -> Started:

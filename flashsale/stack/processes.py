@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psutil
 
+from flashsale.net import port_open
+
 
 class StackError(RuntimeError):
     """Something a user can act on: the message says what happened and where to look."""
@@ -143,12 +145,6 @@ def tail(log: Path | None, lines: int = 20) -> str:
         return ""
     text = log.read_text(errors="replace").splitlines()[-lines:]
     return f"--- last lines of {log} ---\n" + "\n".join(text)
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from flashsale.adapters import redis as redis_adapter
-from flashsale.lab.checks import Invariants, invariants
+from flashsale.harness.checks import Invariants, invariants
 from flashsale.rules.reservation import RESERVED, SaleKeys
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack

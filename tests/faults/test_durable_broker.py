@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from flashsale.lab.checks import settle, unsettled
+from flashsale.harness.checks import settle, unsettled
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
 
@@ -67,4 +67,4 @@ def test_kill_9_of_the_durable_broker_mid_sale_loses_no_accepted_order(durable_s
 @on_s3
 def test_later_commands_keep_the_broker_durable(durable_stack):
     later = Stack(Settings(home=durable_stack.home))  # what `flashsale restart kafka` builds, without --durable
-    assert later.settings.durable and later.wired().broker_on_s3
+    assert later.settings.durable and later.profile.name == "tansu-s3"

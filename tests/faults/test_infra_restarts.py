@@ -13,9 +13,8 @@ import pytest
 
 from flashsale.adapters import kafka, redis as redis_adapter
 from flashsale.events import INVENTORY_EVENTS, ORDER_EVENTS
-from flashsale.lab.checks import invariants, settle, unsettled
+from flashsale.harness.checks import invariants, settle, unsettled
 from flashsale.sale import current_sale
-from flashsale.stack import components
 
 from .buyers import SteadyBuyers
 from .conftest import TALLY, checked, wait_for
@@ -98,7 +97,7 @@ def test_postgres_killed_mid_sale_the_consumers_retry_their_batch(mended):
 def test_a_broker_down_answers_503_and_orders_flow_again_once_it_is_back(mended):
     sale, wired, buyers = sale_under_way(mended, "broker", buyers=900, rate=150)
     assert mended.kill("kafka")
-    forgets = components.broker(mended.settings).forgets_on_restart
+    forgets = mended.profile.forgets_on_restart
     TALLY.injections["kafka (memory)" if forgets else f"{mended.settings.broker} (on disk)"] += 1
     url = f"{wired.gateway_url}/api/orders"
     while_down = httpx.post(url, json={"userId": "while-down", "productId": sale.productId, "quantity": 1}, timeout=30)

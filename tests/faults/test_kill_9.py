@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from flashsale.lab.checks import settle, unsettled
+from flashsale.harness.checks import settle, unsettled
 
 from .buyers import SteadyBuyers
 from .conftest import SEED, TALLY, checked

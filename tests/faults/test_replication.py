@@ -11,7 +11,7 @@ import time
 import pytest
 
 from flashsale import events as ev
-from flashsale.lab.checks import settle, unsettled
+from flashsale.harness.checks import settle, unsettled
 from flashsale.lab.replicas import in_sync, leader
 from flashsale.settings import Settings
 

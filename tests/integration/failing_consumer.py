@@ -1,4 +1,4 @@
-"""The services' consumer loop (`adapters.kafka.run_consumer`) in a process of its own, with a handler that
+"""The services' consumer loop (`adapters.kafka.kafka_loop`) in a process of its own, with a handler that
 has a bug a test can put in and take out: it fails on every batch holding an order named in FOLDER/broken.
 
 Usage: python failing_consumer.py TOPIC GROUP FOLDER, with the stack's settings in FLASHSALE_* variables.
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flashsale import events as ev
 from flashsale.adapters import kafka
+from flashsale.brokers import choose
 from flashsale.settings import Settings
 
 
@@ -24,7 +25,8 @@ def main(topic: str, group: str, folder: str) -> None:
             out.writelines(f"{e.orderId}\n" for e in batch)
         return []
 
-    kafka.run_consumer(Settings(), group, [topic], handle)
+    settings = Settings()
+    kafka.kafka_loop(settings, choose(settings), group).run([topic], handle)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import websockets
 
 from flashsale.adapters import kafka
 from flashsale.events import INVENTORY_EVENTS, NOTIFICATION_EVENTS, ORDER_EVENTS, dead_letter_topic
+from flashsale.harness.checks import invariants, settle
 from flashsale.lab import replay
-from flashsale.lab.checks import invariants, settle
 
 PRODUCT = "FLASH_SALE_PRODUCT_001"
 GOOD = {"userId": "buyer-1", "productId": PRODUCT, "quantity": 1}

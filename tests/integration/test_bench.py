@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from flashsale.settings import Settings
+from flashsale.stack.control import Stack
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None,
                                 reason="needs wrk (apt-get install wrk); .ci/run installs it")
@@ -19,10 +20,13 @@ pytestmark = pytest.mark.skipif(shutil.which("wrk") is None,
 def small_bench(tmp_path_factory) -> tuple[dict, str]:
     tmp_path = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "FLASHSALE_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-m", "flashsale.cli", "bench", "--seconds", "2", "--connections", "25",
-                           "--browsers", "100", "--rate", "200", "--warm-up", "2",
-                           "--json", str(tmp_path / "bench.json")],
-                          env=env, capture_output=True, text=True, timeout=540)
+    try:
+        done = subprocess.run([sys.executable, "-m", "flashsale.cli", "bench", "--seconds", "2", "--connections",
+                               "25", "--browsers", "100", "--rate", "200", "--warm-up", "2",
+                               "--json", str(tmp_path / "bench.json")],
+                              env=env, capture_output=True, text=True, timeout=540)
+    finally:  # a bench killed by the timeout never reached its own `down`: its stack would outlive the test
+        Stack(Settings(home=tmp_path / "home" / "bench")).down()
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == json.loads((tmp_path / "bench.json").read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flashsale.lab.checks import settle
+from flashsale.harness.checks import settle
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

@@ -10,7 +10,7 @@ import psutil
 import psycopg
 import pytest
 
-from flashsale.demo import SYSTEMS
+from flashsale.harness.races import SYSTEMS
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
 from flashsale.stack.processes import free_port, wait_until
@@ -52,6 +52,14 @@ def test_up_again_changes_nothing_and_restarts_only_what_is_missing(stack):
     assert after["notifications"] != before["notifications"] and after["notifications"] is not None
     assert {k: v for k, v in after.items() if k != "notifications"} == \
            {k: v for k, v in before.items() if k != "notifications"}
+
+
+def test_up_with_another_broker_than_the_running_one_is_refused_and_changes_nothing(stack):
+    before = pids(stack.status())
+    other = "tansu" if stack.profile.family == "kafka" else "kafka"
+    done = flashsale(stack.settings, "up", "--broker", other)
+    assert done.returncode == 1 and f"This stack runs {stack.profile.name}, not {other}" in done.stderr, done.stderr
+    assert pids(stack.status()) == before
 
 
 def test_reset_and_logs(stack):

@@ -16,12 +16,12 @@ import pytest
 
 from flashsale.adapters import kafka, postgres
 from flashsale.events import ORDER_EVENTS
-from flashsale.lab.checks import invariants, settle
-from flashsale.lab.load import run_buyers
+from flashsale.harness.checks import invariants, settle
+from flashsale.harness.load import run_buyers
 from flashsale.stack.control import Stack
 from flashsale.stack.processes import stop
 
-SESSION_TIMEOUT_S = 6  # the members' session timeout, either protocol (adapters/kafka.py, stack/apache_kafka.py)
+SESSION_TIMEOUT_S = 6  # the members' session timeout, either protocol (adapters/kafka/consume.py, apache_kafka.py)
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def groups(stack) -> Stack:
 def owners(stack: Stack, group: str = "inventory") -> dict[str, list[int]]:
     """{member's instance id: the partitions of order.events it owns}, as the broker says."""
     view = kafka.describe_groups(stack.wired().kafka_bootstrap_servers, [group])[group]
-    return {m["instance"]: [p for topic, p in m["partitions"] if topic == ORDER_EVENTS] for m in view["members"]}
+    return {m.instance: [p for topic, p in m.partitions if topic == ORDER_EVENTS] for m in view.members}
 
 
 def wait_for(check, timeout: float, every: float = 0.2) -> bool:

@@ -46,7 +46,7 @@ def test_a_stack_on_an_external_apache_kafka_joins_real_groups_and_sells_exactly
         assert status["infra"]["kafka"]["url"] == theirs.kafka_bootstrap_servers
         assert all(status["infra"][name]["pid"] is None for name in ("kafka", "postgres", "redis")), status["infra"]
         groups = kafka.describe_groups(theirs.kafka_bootstrap_servers, CONSUMERS)
-        assert {group: [m["instance"] for m in view["members"]] for group, view in groups.items()} == \
+        assert {group: [m.instance for m in view.members] for group, view in groups.items()} == \
                {group: [f"{group}-0"] for group in CONSUMERS}
 
         sale = ours.reset(stock=20, per_user_limit=1)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from flashsale.adapters import postgres
-from flashsale.lab.checks import invariants, settle
-from flashsale.lab.load import run_buyers
+from flashsale.harness.checks import invariants, settle
+from flashsale.harness.load import run_buyers
 
 pytestmark = pytest.mark.faults
 

@@ -12,7 +12,6 @@ import httpx
 import pytest
 import uvicorn
 from confluent_kafka import KafkaError, KafkaException
-from starlette.datastructures import State
 
 from flashsale.adapters import kafka
 from flashsale.services import gateway
@@ -69,11 +68,9 @@ def wired_gateway(wired, monkeypatch):
         producers.append(overrides)
         return real_producer(*args, **overrides)
 
-    monkeypatch.setattr(gateway, "settings", wired)
-    monkeypatch.setattr(gateway.app, "state", State())  # afterwards, nothing keeps its clients alive
     monkeypatch.setattr(kafka, "consumer", consumer)
     monkeypatch.setattr(kafka, "reliable_producer", producer)
-    with serving(gateway.app) as url:
+    with serving(gateway.create_app(wired)) as url:
         yield url, consumers, producers
 
 

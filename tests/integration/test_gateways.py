@@ -10,8 +10,8 @@ import time
 import pytest
 import websockets
 
-from flashsale.lab.checks import invariants, settle
-from flashsale.lab.load import run_buyers
+from flashsale.harness.checks import invariants, settle
+from flashsale.harness.load import run_buyers
 
 BUYERS = 200
 FINAL = {"CONFIRMED", "CANCELLED"}

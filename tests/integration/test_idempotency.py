@@ -6,9 +6,9 @@ import httpx
 
 from flashsale.adapters import postgres, redis as redis_adapter
 from flashsale.events import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS
+from flashsale.harness.checks import invariants, settle
+from flashsale.harness.load import run_buyers, swarm
 from flashsale.lab import replay
-from flashsale.lab.checks import invariants, settle
-from flashsale.lab.load import run_buyers, swarm
 
 
 def orders_of(settings, sale_id: int, user_id: str | None = None) -> list[tuple]:

@@ -8,8 +8,8 @@ import zipfile
 import pytest
 
 from flashsale.events import TOPICS
-from flashsale.lab.checks import settle
-from flashsale.lab.load import run_buyers
+from flashsale.harness.checks import settle
+from flashsale.harness.load import run_buyers
 from flashsale.stack import kafka_dist, kafka_tools
 from flashsale.stack.processes import StackError
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from flashsale.adapters import postgres, psp, redis as redis_adapter
-from flashsale.lab.checks import invariants, settle
-from flashsale.lab.load import run_buyers
+from flashsale.harness.checks import invariants, settle
+from flashsale.harness.load import run_buyers
 from flashsale.rules.reservation import RELEASED
 
 

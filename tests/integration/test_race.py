@@ -1,6 +1,6 @@
 """The lesson, as tests: 1,000 buyers, 100 phones, four checkouts, every one paying through the provider."""
-from flashsale.lab.checks import invariants, settle
-from flashsale.lab.load import run_buyers
+from flashsale.harness.checks import invariants, settle
+from flashsale.harness.load import run_buyers
 
 
 def test_event_driven_sells_exactly_the_stock(stack, wired, fresh_sale):

@@ -8,7 +8,7 @@ from flashsale.adapters import kafka
 
 def test_every_topic_and_its_dead_letter_topic_is_created_with_the_kits_retention(wired):
     if wired.infra == "embedded" and wired.broker == "tansu":
-        # tansu 0.6 stores the configs and describes them back, but never deletes a record (adapters/kafka.py):
+        # tansu 0.6 stores the configs and describes them back, but never deletes a record (adapters/kafka/admin.py):
         # passing here would say nothing about the log.
         pytest.skip("tansu keeps topic configs without enforcing retention; this is Apache Kafka's behaviour")
     admin = AdminClient({"bootstrap.servers": wired.kafka_bootstrap_servers})

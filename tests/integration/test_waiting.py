@@ -1,4 +1,4 @@
-"""How a consumer waits for events on the suite's broker (adapters/kafka.py, `WAITING`): Apache Kafka holds an
+"""How a consumer waits for events on the suite's broker (its profile's `waiting`, brokers.py): Apache Kafka holds an
 idle fetch until an event arrives (a long poll), tansu answers it only when its wait is over, so there the client
 asks again every few milliseconds. Either way an event reaches a waiting consumer at once."""
 import json
@@ -9,6 +9,7 @@ import uuid
 from confluent_kafka import OFFSET_END, Producer, TopicPartition
 
 from flashsale.adapters import kafka
+from flashsale.brokers import choose
 
 
 class Waiting:
@@ -17,7 +18,7 @@ class Waiting:
     def __init__(self, settings, topic: str):
         self.fetches = 0
         self.source = kafka.consumer(settings.kafka_bootstrap_servers, f"waiting-{uuid.uuid4().hex[:8]}",
-                                     kafka.waiting(settings), **{"statistics.interval.ms": 200,
+                                     choose(settings).waiting, **{"statistics.interval.ms": 200,
                                                                  "stats_cb": self._count, **kafka.QUIET})
         self.source.assign([TopicPartition(topic, 0, OFFSET_END)])
 

@@ -9,8 +9,9 @@ import websockets
 
 from flashsale import events as ev
 from flashsale.adapters import kafka
-from flashsale.lab.checks import settle
-from flashsale.lab.load import run_buyers
+from flashsale.brokers import choose
+from flashsale.harness.checks import settle
+from flashsale.harness.load import run_buyers
 from flashsale.services.fanout import Fanout, Subscriber
 
 FINAL = {"CONFIRMED", "CANCELLED"}
@@ -82,7 +83,7 @@ def test_a_new_gateway_hears_only_what_happens_after_it_starts(stack, wired):
     kafka.publish(producer, history)  # one batch, the way the notification service writes them
 
     async def listen() -> list[dict]:
-        fanout = Fanout(wired.kafka_bootstrap_servers, wired.partitions, kafka.waiting(wired))
+        fanout = Fanout(wired.kafka_bootstrap_servers, wired.partitions, choose(wired).waiting)
         subscriber = fanout.subscribe(None)
         fanout.start()
         heard = await drain(subscriber, quiet_s=3)  # a quiet broker: whatever comes now is history

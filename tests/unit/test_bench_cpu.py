@@ -1,9 +1,9 @@
-"""bench/cpu.py: a component's CPU is its whole process tree's, the children that came and went included."""
+"""harness/cpu.py: a component's CPU is its whole process tree's, the children that came and went included."""
 import subprocess
 import sys
 import time
 
-from flashsale.bench.cpu import Meter, per_unit_ms
+from flashsale.harness.cpu import Meter, per_unit_ms
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
 # A parent that starts a child which burns 0.3 s of CPU and exits; the parent waits for it, then idles.

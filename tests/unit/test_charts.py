@@ -1,7 +1,7 @@
 """The notebooks' charts: each prints one line that says what it shows, and uses the palette's colours."""
-from flashsale.demo import Outcome
+from flashsale.harness.load import Buyer, Race
+from flashsale.harness.races import Outcome
 from flashsale.lab import charts, palette
-from flashsale.lab.load import Buyer, Race
 
 
 def race(system: str, latency_ms: float, n: int = 100) -> Race:

@@ -12,8 +12,7 @@ from flashsale.services.fanout import Fanout
 class SilentBrowser:
     """A socket whose browser never sends nor closes, and to which every send fails with `error`."""
 
-    def __init__(self, fanout: Fanout, error: Exception):
-        self.app = SimpleNamespace(state=SimpleNamespace(fanout=fanout))
+    def __init__(self, error: Exception):
         self.error, self.sends = error, 0
 
     async def accept(self) -> None:
@@ -37,7 +36,8 @@ def serve_one(error: Exception) -> tuple[BaseException | None, Fanout, list[str]
     async def main():
         asyncio.get_running_loop().set_exception_handler(lambda loop, c: complaints.append(c["message"]))
         fanout = Fanout("unused:9092", partitions=1)
-        handler = asyncio.ensure_future(gateway.websocket(SilentBrowser(fanout, error), userId="u1"))
+        parts = SimpleNamespace(fanout=fanout)  # the gateway's parts, as `Depends` hands them to the handler
+        handler = asyncio.ensure_future(gateway.websocket(SilentBrowser(error), parts, userId="u1"))
         await asyncio.sleep(0.01)
         for subscriber in fanout.everyone():
             subscriber.put('{"type": "order_update", "data": {}}')

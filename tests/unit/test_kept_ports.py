@@ -1,5 +1,5 @@
 """A server keeps its ports across restarts unless another server stands in its place in the same home."""
-from flashsale.stack.control import reusable
+from flashsale.stack.launcher import reusable
 
 
 def test_the_same_server_started_again_keeps_its_ports():

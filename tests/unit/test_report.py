@@ -1,7 +1,7 @@
 """The demo's report: the table and its reading come first, one colour per system, latency as ECDFs."""
-from flashsale.demo import Outcome
+from flashsale.harness.load import Buyer, Race
+from flashsale.harness.races import Outcome
 from flashsale.lab import palette
-from flashsale.lab.load import Buyer, Race
 from flashsale.report import figure, reading, rows, write_report
 
 

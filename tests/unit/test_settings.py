@@ -2,7 +2,7 @@
 import pytest
 from pydantic import ValidationError
 
-from flashsale.adapters import kafka
+from flashsale.brokers import choose
 from flashsale.settings import PUBLIC_BURST, PUBLIC_RATE_LIMIT_PER_S, Settings
 
 
@@ -50,6 +50,6 @@ def test_addresses_are_taken_by_field_name_as_well_as_by_variable():
     ({"broker": "kafka", "durable": True}, 500), ({"infra": "docker"}, 500), ({"infra": "external"}, 500)])
 def test_consumers_wait_for_events_as_their_broker_needs(changes, wait_ms):
     """tansu answers an empty fetch only when its wait is over, so its wait is short; every Apache Kafka long-polls."""
-    waits = kafka.waiting(Settings(**changes))
+    waits = choose(Settings(**changes)).waiting
     assert waits["fetch.wait.max.ms"] == wait_ms
     assert ("queued.min.messages" in waits) == (wait_ms < 500)  # the backoff would hold a partition out of a long poll

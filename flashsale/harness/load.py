@@ -8,9 +8,16 @@ import json
 import statistics
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+T = TypeVar("T")
 
 PATHS = {"naive": "/naive/orders", "locked": "/locked/orders", "reserve-then-pay": "/reserve-then-pay/orders",
          "gateway": "/api/orders"}
@@ -72,7 +79,8 @@ class Race:
         return dict(sorted(counts.items()))
 
 
-async def swarm(url: str, bodies: list[dict], headers: list[dict] | None = None, progress=None) -> list[Buyer]:
+async def swarm(url: str, bodies: list[dict[str, Any]], headers: list[dict[str, str]] | None = None,
+                progress: "tqdm[NoReturn] | None" = None) -> list[Buyer]:
     """POST every body at once; return one timed result per buyer, in order."""
     start = time.perf_counter()
     timeout = aiohttp.ClientTimeout(total=120)
@@ -118,13 +126,13 @@ def run_buyers(system: str, base_url: str, buyers: int = 1000, product_id: str =
     return Race(system, results, wall)
 
 
-def _progress_bar(total: int, label: str):
+def _progress_bar(total: int, label: str) -> "tqdm[NoReturn]":
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"{label} buyers", unit="buyer", leave=False)
 
 
-def _run(coroutine):
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from plain code or from a notebook cell (whose loop is already running)."""
     try:
         asyncio.get_running_loop()

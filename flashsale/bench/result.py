@@ -1,0 +1,98 @@
+"""What `flashsale bench` measured, as one typed record; `as_dict()` is the JSON it prints and writes.
+
+With `--runs N` the record is the last run's, with each goal's figure replaced by the worst of the N runs
+(`worst`), and every run's own goal figures kept in `runs`.
+"""
+from dataclasses import dataclass, replace
+from typing import Any
+
+from flashsale.bench.fanout import KINDS
+from flashsale.readable import Readable
+
+
+@dataclass(frozen=True)
+class RunFigures(Readable):
+    """One run's goal figures: its end-to-end and fan-out p99 at the offered rate, its CPU per order and per no-op
+    request, and the fan-out's p99 of each kind (the goal's figure is the worse of the two)."""
+    p99_e2e_ms: float | None
+    p99_fanout_ms: float
+    cpu_ms_per_order: float
+    cpu_ms_per_noop: float
+    p99_fanout_ms_by_kind: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class BenchResult(Readable):
+    broker: str
+    connections: int
+    seconds: int
+    # at saturation, by system: ceiling (the no-op server), event_driven, locked, naive
+    accept_per_s: dict[str, float]
+    p50_accept_ms: dict[str, float | None]
+    p99_accept_ms_by_system: dict[str, float | None]
+    errors: dict[str, int]
+    settle_per_s: float
+    # at the offered rate `e2e_rate_per_s`: end to end, the fan-out, CPU
+    e2e_rate_per_s: int
+    p50_e2e_ms: float | None
+    p99_e2e_ms: float | None
+    e2e_settled: bool
+    cpu_ms_per_order_by_component: dict[str, float]
+    cpu_ms_per_noop: float
+    warm_up_s: int
+    fanout_warm_up_s: float
+    fanout: dict[str, Any]
+    # the 1,000-buyer race
+    oversold: int
+    lost: int
+    # the goals: this run's figures, or with --runs each one's worst (`worst`)
+    goal_p99_e2e_ms: float | None
+    goal_p99_fanout_ms: float
+    cpu_ms_per_order: float
+    runs: tuple[RunFigures, ...] = ()
+
+    @property
+    def p99_fanout_ms(self) -> float:
+        """This run's fan-out p99: the worse of its two kinds."""
+        return max(self.fanout[kind].get("p99_ms", 0) for kind in KINDS)
+
+    def figures(self) -> RunFigures:
+        return RunFigures(self.p99_e2e_ms, self.p99_fanout_ms, self.cpu_ms_per_order_by_component["total"],
+                          self.cpu_ms_per_noop, {kind: self.fanout[kind].get("p99_ms") for kind in KINDS})
+
+    def as_dict(self) -> dict[str, Any]:
+        rate, accept = self.e2e_rate_per_s, self.accept_per_s
+        return {
+            "accept_per_s": accept, "p50_accept_ms": self.p50_accept_ms,
+            "p99_accept_ms": self.p99_accept_ms_by_system["event_driven"],
+            "p99_accept_ms_by_system": self.p99_accept_ms_by_system, "errors": self.errors,
+            "ratio_event_vs_locked": round(accept["event_driven"] / accept["locked"], 2),
+            "ratio_event_vs_ceiling": round(accept["event_driven"] / accept["ceiling"], 2),
+            "broker": self.broker, "e2e_rate_per_s": rate, "p50_e2e_ms": self.p50_e2e_ms,
+            "p99_e2e_ms": self.p99_e2e_ms, f"p99_e2e_ms_at_{rate}": self.goal_p99_e2e_ms,
+            f"p99_fanout_ms_at_{rate}": self.goal_p99_fanout_ms, "e2e_settled": self.e2e_settled,
+            "cpu_ms_per_order": self.cpu_ms_per_order,
+            "cpu_ms_per_order_by_component": self.cpu_ms_per_order_by_component,
+            "cpu_ms_per_noop": self.cpu_ms_per_noop, "warm_up_s": self.warm_up_s,
+            "fanout_warm_up_s": self.fanout_warm_up_s, "settle_per_s": self.settle_per_s, "fanout": self.fanout,
+            "p99_fanout_ms": self.p99_fanout_ms, "oversold": self.oversold, "lost": self.lost,
+            "connections": self.connections, "seconds": self.seconds,
+            "runs": [{f"p99_e2e_ms_at_{rate}": run.p99_e2e_ms, f"p99_fanout_ms_at_{rate}": run.p99_fanout_ms,
+                      "cpu_ms_per_order": run.cpu_ms_per_order, "cpu_ms_per_noop": run.cpu_ms_per_noop,
+                      "p99_fanout_ms_by_kind": run.p99_fanout_ms_by_kind} for run in self.runs]}
+
+
+def worst(runs: list[BenchResult]) -> BenchResult:
+    """`--runs N`: the last run's figures, with each goal's figure replaced by the worst of the N runs.
+
+    Each run keeps its own goal figures, its no-op CPU, and the fan-out's p99 of each kind: the goal's figure is
+    the worse of the two, and a slow run's tail is then known to be the order updates' or the stock figures'.
+    A run without a figure (no order came back) counts as the worst.
+    """
+    figures = [run.figures() for run in runs]
+    return replace(runs[-1], goal_p99_e2e_ms=max(f.p99_e2e_ms or INF for f in figures),
+                   goal_p99_fanout_ms=max(f.p99_fanout_ms or INF for f in figures),
+                   cpu_ms_per_order=max(f.cpu_ms_per_order or INF for f in figures), runs=tuple(figures))
+
+
+INF = float("inf")

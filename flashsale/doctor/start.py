@@ -1,0 +1,44 @@
+"""`doctor --start`: a throw-away stack, for real: its time to healthy and its memory."""
+import contextlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from flashsale.doctor.checks import MIB, Check
+from flashsale.settings import Settings
+from flashsale.stack.control import Stack
+from flashsale.stack.processes import StackError, family, free_ports
+
+
+def start(settings: Settings) -> Check:
+    """Bring a stack up on free ports in a temporary home; its time to healthy and its memory; then down again."""
+    home = Path(tempfile.mkdtemp(prefix="flashsale-doctor-"))
+    gateway, shop, psp = free_ports(3)
+    stack = Stack(settings.model_copy(update={"home": home, "gateway_port": gateway, "shop_port": shop,
+                                              "psp_port": psp}))
+    began = time.monotonic()
+    try:
+        stack.up()
+        seconds = time.monotonic() - began
+        uss, count = stack_memory(stack)
+    except StackError as error:
+        stack.down()
+        return Check("a stack starts", False, f"{settings.broker}: {str(error).splitlines()[0]}",
+                     f"read the logs in {home / 'logs'}; `flashsale doctor` above names what is missing")
+    stack.down()
+    shutil.rmtree(home, ignore_errors=True)
+    return Check("a stack starts", True, f"{settings.broker}: healthy in {seconds:.1f} s; {uss / MIB:.0f} MiB "
+                 f"(USS summed over its {count} processes); stopped again")
+
+
+def stack_memory(stack: Stack) -> tuple[int, int]:
+    """Unique memory (USS) summed over every process of the stack and their children: what stopping it frees."""
+    pids = {pid for process in stack.processes().values() for pid in family(process.pid)}
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):  # gone meanwhile (a PostgreSQL backend whose client left)
+            total += psutil.Process(pid).memory_full_info().uss
+    return total, len(pids)
