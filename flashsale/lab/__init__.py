@@ -26,7 +26,7 @@ _WHERE = {
     "races": ("flash_sale", "results", "buyers", "check", "order", "order_status", "product", "psp", "charges"),
     "dashboard": ("Dashboard", "dashboard"),
     "groups": ("lag", "drained", "owners", "members", "handovers"),
-    "tap": ("tap", "trail", "events", "end_to_end_ms"),
+    "tap": ("tap", "trail", "events", "pipeline_ms"),
     "show": ("show", "lines"),
     "predict": ("reveal",),
     "charts": (),
