@@ -22,7 +22,8 @@ from flashsale.lab.load import Race, run_buyers as buy  # noqa: F401
 # Where each name lives. Imported on first use: `flashsale.lab.checks` stays light for the CLI and the
 # tests, and only a notebook pays for pandas, plotly and the widgets.
 _WHERE = {
-    "control": ("LabStack", "start", "stop", "stop_service", "status", "background", "redis"),
+    "control": ("LabStack", "start", "stop", "stop_service", "status", "background", "redis",
+                "kafka_if_installed"),
     "races": ("flash_sale", "results", "buyers", "check", "order", "order_status", "product", "psp", "charges"),
     "dashboard": ("Dashboard", "dashboard"),
     "groups": ("lag", "drained", "owners", "members", "handovers"),
