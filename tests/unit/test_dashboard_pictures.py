@@ -184,4 +184,5 @@ def test_the_latency_panel_names_where_each_clock_starts():
     names = [t.name for t in dashboard._figure().data if t.type == "histogram"]
     assert names == ["accept: click → 202", "pipeline: order.created → decided"]
     line = panels.summaries(snapshot())["latency"]
-    assert line.startswith("latency: accept (click → 202) median 20 ms; pipeline (order.created → decided) median 200 ms")
+    assert line.startswith("latency: accept (click → 202) median 20 ms; "
+                           "pipeline (order.created → decided) median 200 ms")
