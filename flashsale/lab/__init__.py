@@ -8,6 +8,7 @@
     dash = await lab.dashboard(stack)          # live: topology, stock, orders, latency, CPU, lag, Kill
     lab.psp(stack, outage_s=5)                 # the payment provider down for 5 s (as `flashsale psp`)
     lab.show(inventory)                        # the real source of what runs
+    lab.reveal(guess, "B", "100 sold")         # the learner's prediction, written before the run, against it
     lab.stop(stack)                            # nothing of it keeps running
 
 Faults and scaling are the stack's own methods, as in the CLI:
@@ -21,12 +22,14 @@ from flashsale.harness.load import Race, run_buyers as buy  # noqa: F401
 # Where each name lives. Imported on first use: importing `flashsale.lab` stays light for the CLI and the tests,
 # and only a notebook pays for pandas, plotly and the widgets.
 _WHERE = {
-    "control": ("LabStack", "start", "stop", "stop_service", "status", "background", "redis"),
+    "control": ("LabStack", "start", "stop", "stop_service", "status", "background", "redis",
+                "kafka_if_installed"),
     "races": ("flash_sale", "results", "buyers", "check", "order", "order_status", "product", "psp", "charges"),
     "dashboard": ("Dashboard", "dashboard"),
     "groups": ("lag", "drained", "owners", "members", "handovers"),
-    "tap": ("tap", "trail", "events", "end_to_end_ms"),
+    "tap": ("tap", "trail", "events", "pipeline_ms"),
     "show": ("show", "lines"),
+    "predict": ("reveal",),
     "charts": (),
 }
 

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 
 from flashsale.harness.load import Race
 from flashsale.lab import palette
+from flashsale.lab.panels import LATENCIES
 
 LAYOUT = dict(**palette.LAYOUT, height=380)
 NAMES = {"gateway": "event-driven"}  # a race's system is the URL it raced; the palette knows the checkout
@@ -60,11 +61,15 @@ def race_window(race: Race, n: int = 40) -> go.Figure:
 
 
 def latencies(**series: Race | list[float]) -> go.Figure:
-    """Overlaid histograms of ms, each a race (its answer latencies) or a list: latencies(naive=race, e2e=[...])."""
+    """Overlaid histograms of ms, each a race (its answer latencies) or a list: latencies(accept=race, pipeline=[...]).
+
+    `accept` and `pipeline` are named as the dashboard names them, with where each clock starts and stops."""
     values = {name.replace("_", " "): [b.latency_ms for b in v.buyers] if isinstance(v, Race) else list(v)
               for name, v in series.items()}
+    colors = palette.colors(values)
+    values = {LATENCIES.get(name, name): v for name, v in values.items()}
     fig = go.Figure([go.Histogram(x=v, name=name, opacity=0.6, nbinsx=50, marker_color=color)
-                     for (name, v), color in zip(values.items(), palette.colors(values), strict=False)])
+                     for (name, v), color in zip(values.items(), colors, strict=False)])
     fig.update_layout(barmode="overlay", title="Latency", xaxis_title="ms", yaxis_title="orders", **LAYOUT)
     return said(fig, "; ".join(f"{name}: p50 {ms(v, 0.5):,.0f} ms, p99 {ms(v, 0.99):,.0f} ms ({len(v):,})"
                                for name, v in values.items()))

@@ -16,8 +16,9 @@ import pandas as pd
 
 from flashsale.adapters import redis as redis_adapter
 from flashsale.settings import Settings
+from flashsale.stack import kafka_dist
 from flashsale.stack.control import INFRA, SERVICES, Stack
-from flashsale.stack.processes import alive, free_port
+from flashsale.stack.processes import StackError, alive, free_port
 from flashsale.stack.table import State
 
 
@@ -39,6 +40,19 @@ def start(name: str, services=SERVICES, stock: int = 100, timeout: float = 120, 
     stack.up(stock=stock, services=tuple(services), timeout=timeout)
     atexit.register(stack.down)  # restarting or closing the kernel stops this notebook's stack too
     return stack
+
+
+def kafka_if_installed() -> str:
+    """The broker for a lesson about Apache Kafka itself (05, 08): "kafka" when it is installed (its jars and a Java
+    17), else "tansu". A broker chosen with FLASHSALE_BROKER (or in .env) wins: CI's tansu pass runs them on tansu."""
+    chosen = Settings()
+    if "broker" in chosen.model_fields_set:
+        return chosen.broker
+    try:
+        kafka_dist.jars(), kafka_dist.java()
+    except StackError:
+        return "tansu"
+    return "kafka"
 
 
 def _ports(home) -> dict:

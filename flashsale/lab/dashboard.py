@@ -37,7 +37,7 @@ from flashsale.stack.control import INFRA, SERVICES, Stack
 
 REDRAW_S = 0.1  # at most ten redraws a second
 QUIET_S = 3  # the kernel's quiet moment while the browser loads the plot (anywidget allows a new widget 2 s)
-STATUSES = panels.STATUSES
+STATUSES, LATENCIES = panels.STATUSES, panels.LATENCIES
 
 
 class Dashboard:
@@ -132,7 +132,7 @@ def paint(fig: go.Figure, snap: dict) -> None:
     trace["stock"].x, trace["stock"].y = seconds, stock
     trace["orders"].y = [snap["counts"].get(s, 0) for s in STATUSES]
     fig.layout.yaxis3.range = [0, max(1, *trace["orders"].y) * 1.15]  # never an empty -1..1 axis
-    trace["accept"].x, trace["end-to-end"].x = snap["accept_ms"], snap["e2e_ms"]
+    trace[LATENCIES["accept"]].x, trace[LATENCIES["pipeline"]].x = snap["accept_ms"], snap["pipeline_ms"]
     trace["cpu"].x, trace["cpu"].y = cpu["x"], cpu["y"]
     trace["lag"].x, trace["lag"].y, trace["lag"].marker.color = lag["x"], lag["y"], lag["colors"]
     trace["lag"].text, trace["lag"].hovertext = lag["text"], lag["hover"]
@@ -149,7 +149,7 @@ def _figure() -> go.Figure:
                         specs=[[{"colspan": 2}, None], [{}, {}], [{}, {}], [{"colspan": 2}, None]],
                         subplot_titles=("events a second on each arrow; lag (events waiting) under each consumer",
                                         "available stock, by seconds", "orders by status",
-                                        "latency (ms): accept and end-to-end",
+                                        "latency (ms), each from where its clock starts",
                                         " ", "consumer lag per partition, by group"))
     topology.add(fig, row=1, col=1)
     fig.add_scatter(x=[], y=[], name="stock", mode="lines+markers", line_shape="hv", row=2, col=1,
@@ -157,8 +157,8 @@ def _figure() -> go.Figure:
     fig.add_bar(x=[s.upper() for s in STATUSES], y=[0] * len(STATUSES), name="orders", row=2, col=2,
                 marker_color=[palette.STATUSES[s] for s in STATUSES], marker_line=dict(width=1, color="black"),
                 showlegend=False)
-    for name in ("accept", "end-to-end"):
-        fig.add_histogram(x=[], name=name, opacity=0.6, nbinsx=40, row=3, col=1, marker_color=palette.color(name))
+    for key, name in LATENCIES.items():
+        fig.add_histogram(x=[], name=name, opacity=0.6, nbinsx=40, row=3, col=1, marker_color=palette.color(key))
     fig.add_bar(x=[], y=[], name="cpu", row=3, col=2, marker_color=palette.SERIES["service"], showlegend=False,
                 texttemplate="%{y:.2f}", textposition="outside", cliponaxis=False)
     fig.add_bar(x=[[], []], y=[], name="lag", row=4, col=1, showlegend=False, textposition="outside",

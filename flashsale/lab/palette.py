@@ -14,7 +14,7 @@ SYSTEMS = {"naive": VERMILLION, "locked": PURPLE, "reserve-then-pay": SKY_BLUE, 
 STATUSES = {"pending": ORANGE, "reserved": YELLOW, "confirmed": GREEN, "cancelled": GREY}
 HEALTH = {"up": GREEN, "down": VERMILLION, "idle": GREY}
 # What else a chart names: the two latencies of one order, and the parts of the architecture.
-SERIES = {"accept": ORANGE, "end-to-end": BLUE, "sold": BLUE, "lag": BLUE, "stock": BLUE,
+SERIES = {"accept": ORANGE, "pipeline": BLUE, "end-to-end": BLUE, "sold": BLUE, "lag": BLUE, "stock": BLUE,
           "buyers": BLACK, "http": BLUE, "topic": YELLOW, "service": GREEN, "store": SKY_BLUE, "provider": ORANGE}
 
 KNOWN = {**SERIES, **HEALTH, **STATUSES, **SYSTEMS}

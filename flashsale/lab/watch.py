@@ -20,7 +20,7 @@ from flashsale.adapters import kafka, postgres, redis as redis_adapter
 from flashsale.lab import replicas
 from flashsale.lab.cost import Cost
 from flashsale.lab.groups import QUIET, LagMeter
-from flashsale.lab.tap import EndToEnd
+from flashsale.lab.tap import Pipeline
 from flashsale.sale import current_sale, sale_counts
 from flashsale.stack.control import Stack
 from flashsale.stack.processes import alive
@@ -65,7 +65,7 @@ class Watcher(threading.Thread):
         self.up: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
         self.feed: deque[tuple] = deque(maxlen=12)  # the latest events: (type, order, topic, partition, offset)
-        self.clock = EndToEnd()
+        self.clock = Pipeline()
         self.accept_ms: list[float] = []
         self._pg: psycopg.Connection | None = None
         self._redis: Redis | None = None
@@ -79,7 +79,7 @@ class Watcher(threading.Thread):
         with self.lock:
             return {"version": self.version, "stock": list(self.stock), "counts": dict(self.counts),
                     "lag": list(self.lag), "feed": list(self.feed), "up": dict(self.up),
-                    "e2e_ms": list(self.clock.ms), "accept_ms": list(self.accept_ms), "errors": dict(self.errors),
+                    "pipeline_ms": list(self.clock.ms), "accept_ms": list(self.accept_ms), "errors": dict(self.errors),
                     "rates": dict(self.rates), "cpu": self.cpu, "replicas": list(self.replicas)}
 
     def add_accepts(self, latencies_ms: list[float]) -> None:

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from lab_processes import clean_up, ledger, survivors
 
+from flashsale.lab.panels import LATENCIES
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "03-event-driven.ipynb"
@@ -40,6 +42,9 @@ STOCK = ("() => Math.max(-1, ...[...document.querySelectorAll('.js-plotly-plot')
          ".filter(t => t.name === 'stock').map(t => (t.x || []).length)))")
 NODES = ("() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || [])"
          ".filter(t => t.name === 'topology').map(t => t.text))")
+# The names of the dashboard's latency histograms: each says where its clock starts and stops.
+CLOCKS = ("() => [...document.querySelectorAll('.js-plotly-plot')].slice(0, 1).flatMap(p => (p.data || [])"
+          ".filter(t => t.type === 'histogram').map(t => t.name))")
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900),
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
@@ -127,6 +132,7 @@ def test_notebook_03_runs_in_jupyterlab_and_the_dashboard_draws(jupyterlab):
                             f"console errors {errors}")
             labels = page.evaluate(NODES)
             assert labels and any("lag" in text for text in labels[0]), labels  # the topology names each lag
+            assert page.evaluate(CLOCKS) == list(LATENCIES.values())  # accept: click → 202; pipeline: ...
             assert survivors(home) == []
         finally:
             page.screenshot(path=str(SCREENSHOT))

@@ -1,4 +1,5 @@
 """The notebooks as committed: tidy (generated navigation up to date, no stray outputs), and shaped like lessons."""
+import importlib.util
 import re
 import subprocess
 import sys
@@ -48,9 +49,42 @@ def test_every_link_of_the_navigation_leads_to_a_file_that_exists(path: Path):
     assert links and all((path.parent / link).exists() for link in links), links
 
 
-def test_the_readme_gives_each_lesson_the_minutes_the_tool_computes_for_it():
+def minutes_model():
+    spec = importlib.util.spec_from_file_location("notebooks_tool", ROOT / "tools" / "notebooks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    lessons = {path.stem: tool.minutes(nbformat.read(path, as_version=4), path.stem) for path in NOTEBOOKS}
+    return tool, lessons, tool.exercise_minutes()
+
+
+def test_the_readme_gives_each_lesson_and_exercise_the_minutes_the_model_computes_alone_and_in_a_room():
     readme = (ROOT / "README.md").read_text()
-    computed = {path.stem: nbformat.read(path, as_version=4).metadata["flashsale"]["minutes"] for path in NOTEBOOKS}
-    for stem, minutes in computed.items():
-        assert re.search(rf"^\| `{stem}` \|.*\| {minutes} \|$", readme, re.M), f"README: {stem} takes {minutes} min"
-    assert re.search(rf"^\| \| the whole lab \| {sum(computed.values())} \|$", readme, re.M)
+    _, lessons, exercises = minutes_model()
+    for stem, m in lessons.items():
+        assert re.search(rf"^\| `{stem}` \|.*\| {m.alone} \| {m.room} \|$", readme, re.M), f"README: {stem} takes {m}"
+    for stem, m in exercises.items():
+        assert re.search(rf"^\| {stem} \|.*\| {m.alone} \| {m.room} \|$", readme, re.M), f"README: {stem} takes {m}"
+    for label, group in (("the whole lab", lessons), ("every exercise", exercises)):
+        alone, room = sum(m.alone for m in group.values()), sum(m.room for m in group.values())
+        assert re.search(rf"^\| \| {label} .*\| {alone} \| {room} \|$", readme, re.M), f"README: {label}"
+
+
+def test_the_teaching_plans_brackets_are_the_models_minutes():
+    plans = (ROOT / "docs" / "teaching.md").read_text()
+    _, lessons, exercises = minutes_model()
+    named = {name[:2]: m for name, m in {**lessons, **exercises}.items()}
+    brackets = re.findall(r"`(\d\d)(?:-[a-z-]+)?` \((\d+) min (in a room|alone)\)", plans)
+    assert len(brackets) >= 5, "the plans name their notebooks' minutes in brackets"
+    for number, minutes, who in brackets:
+        assert int(minutes) == (named[number].room if who == "in a room" else named[number].alone), (number, who)
+
+
+def test_the_90_minute_plan_adds_up_and_gives_what_it_does_whole_the_minutes_it_takes():
+    plans = (ROOT / "docs" / "teaching.md").read_text()
+    plan = plans.split("## The 90-minute workshop")[1].split("\n\n", 2)[1]
+    rows = re.findall(r"^\| (\d+)–(\d+) \| [^|]+ \| (.*) \|$", plan, re.M)
+    assert rows[0][0] == "0" and rows[-1][1] == "90"
+    assert all(this[1] == following[0] for this, following in zip(rows, rows[1:], strict=False)), "slots in a row"
+    for start, end, how in rows:
+        for minutes in re.findall(r"all of it \(`\d\d` \((\d+) min in a room\)\)", how):
+            assert int(end) - int(start) >= int(minutes), f"{start}–{end}: a whole notebook of {minutes} min"

@@ -17,9 +17,16 @@ def test_sold_vs_stock_says_who_oversold_and_uses_each_systems_colour(capsys):
 
 
 def test_latencies_says_each_series_median_and_p99(capsys):
-    fig = charts.latencies(accept=race("gateway", 20), end_to_end=[100.0] * 10)
-    assert capsys.readouterr().out == "accept: p50 20 ms, p99 20 ms (100); end to end: p50 100 ms, p99 100 ms (10)\n"
-    assert [t.marker.color for t in fig.data] == [palette.SERIES["accept"], palette.SERIES["end-to-end"]]
+    fig = charts.latencies(naive=race("naive", 20), locked=[100.0] * 10)
+    assert capsys.readouterr().out == "naive: p50 20 ms, p99 20 ms (100); locked: p50 100 ms, p99 100 ms (10)\n"
+    assert [t.marker.color for t in fig.data] == [palette.SYSTEMS["naive"], palette.SYSTEMS["locked"]]
+
+
+def test_the_two_clocks_of_an_order_are_named_with_where_each_starts(capsys):
+    fig = charts.latencies(accept=race("gateway", 1500), pipeline=[300.0] * 10)
+    assert [t.name for t in fig.data] == ["accept: click → 202", "pipeline: order.created → decided"]
+    assert capsys.readouterr().out.startswith("accept: click → 202: p50 1,500 ms")
+    assert [t.marker.color for t in fig.data] == [palette.SERIES["accept"], palette.SERIES["pipeline"]]
 
 
 def test_the_race_window_says_how_long_the_first_buyers_were_all_in_flight(capsys):

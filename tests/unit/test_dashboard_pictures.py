@@ -25,7 +25,7 @@ def snapshot(**changes) -> dict:
     snap = {"version": 1, "stock": [(0.0, 100), (2.3, 0)], "lag": lag_rows(), "feed": [], "up": dict(UP),
             "counts": {"saleId": 1, "initialStock": 100, "availableStock": 0, "confirmed": 100, "cancelled": 900,
                        "pending": 0, "reserved": 0},
-            "e2e_ms": [100.0, 300.0], "accept_ms": [10.0, 20.0, 30.0], "errors": {}, "rates": {}, "cpu": None}
+            "pipeline_ms": [100.0, 300.0], "accept_ms": [10.0, 20.0, 30.0], "errors": {}, "rates": {}, "cpu": None}
     return {**snap, **changes}
 
 
@@ -178,3 +178,11 @@ def test_on_three_nodes_the_header_names_each_partitions_leader_and_who_is_out_o
     assert ("replicas: order.events p0: leader kafka-2, in sync 2 3, out of sync 1 · p1: leader NONE, in sync 1, "
             "out of sync 2 3") in header
     assert "replicas" not in dashboard._header(snapshot())  # one node: nothing to say
+
+
+def test_the_latency_panel_names_where_each_clock_starts():
+    names = [t.name for t in dashboard._figure().data if t.type == "histogram"]
+    assert names == ["accept: click → 202", "pipeline: order.created → decided"]
+    line = panels.summaries(snapshot())["latency"]
+    assert line.startswith("latency: accept (click → 202) median 20 ms; "
+                           "pipeline (order.created → decided) median 200 ms")
