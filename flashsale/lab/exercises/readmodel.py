@@ -13,7 +13,6 @@ import time
 
 from flashsale import events as ev
 from flashsale.adapters import postgres
-from flashsale.lab.checks import settle
 from flashsale.lab.exercises import Rule, Wrong, expect, run_id, short, step
 from flashsale.lab.load import _run, swarm
 from flashsale.lab.replay import caught_up, read_topic, sale_of, send_again
@@ -66,53 +65,61 @@ def reference(events: list[ev.Event], sale_id: int) -> dict[str, int]:
     return dict(sorted(model.items()))
 
 
-def race(stack: Stack) -> tuple[int, int]:
+def race(stack: Stack, timeout: float = 90) -> tuple[int, int, list[ev.Event]]:
     """A sale of the check's own: `BUYERS` buyers at once for `STOCK` phones, each asking for 1 to `MOST`. Once every
-    order is decided: the sale's id, and the phones PostgreSQL has confirmed."""
+    order of it is decided in PostgreSQL and the log confirms as many phones: the sale's id, the phones, the log.
+
+    Waited for by the sale's rows, not by the answers the buyers got: under load a buyer's POST can time out, or
+    get a 503, after the gateway has published its order (seen once on a machine with a load average of 55)."""
     settings, run = stack.wired(), run_id()
     sale = stack.reset(stock=STOCK, per_user_limit=MOST)
     bodies = [{"userId": f"ex15-{run}-{i}", "productId": settings.product_id, "quantity": 1 + i % MOST}
               for i in range(BUYERS)]
-    accepted = [b.order_id for b in _run(swarm(settings.gateway_url + "/api/orders", bodies)) if b.order_id]
-    expect(settle(settings, accepted, timeout=60) is not None, "the check's sale was not decided within 60 s: are "
-           "the order, inventory and payment services running?")
-    with postgres.connect(settings.database_url) as pg:
-        sold = postgres.scalar(pg, "SELECT coalesce(sum(quantity), 0) FROM orders WHERE sale_id = %s "
-                                   "AND status = 'CONFIRMED'", (sale.saleId,))
-    return sale.saleId, int(sold)
+    _run(swarm(settings.gateway_url + "/api/orders", bodies))
+    deadline = time.monotonic() + timeout
+    while True:
+        with postgres.connect(settings.database_url) as pg:
+            sold, undecided = pg.execute(
+                "SELECT coalesce(sum(quantity) FILTER (WHERE status = 'CONFIRMED'), 0), "
+                "count(*) FILTER (WHERE status NOT IN ('CONFIRMED', 'CANCELLED')) FROM orders WHERE sale_id = %s",
+                (sale.saleId,)).fetchone() or (0, 0)
+        log = log_events(stack, ev.ORDER_EVENTS) if undecided == 0 else []
+        if log and sum(reference(log, sale.saleId).values()) == sold > 0:
+            return sale.saleId, int(sold), log
+        expect(time.monotonic() < deadline, f"the check's sale was not decided within {timeout:g} s ({undecided} "
+               "orders undecided, or the log behind PostgreSQL): are the order, inventory and payment services "
+               "running?")
+        time.sleep(0.5)
 
 
 def check(stack: Stack, sales_per_second) -> None:
-    sale_id, sold = race(stack)
-    log = log_events(stack, ev.ORDER_EVENTS)
+    sale_id, sold, log = race(stack)
     first = first_confirmations(log, sale_id)
     expected = reference(log, sale_id)
-    expect(sum(expected.values()) == sold > 0, f"the log confirms {sum(expected.values())} phones of the check's "
-           f"sale, PostgreSQL {sold}: is the order service running?")
     expect(len(first) < sold, "every confirmed order of the check's sale was of one phone: run the check again")
     print(f"  the check's sale: {sold} phones confirmed in {len(first)} orders of 1 to {MOST}, in {len(expected)} "
           f"second{'s' * (len(expected) > 1)}")
 
     with step("A", STEPS["A"]):
         mine = [e for e in log if e.saleId == sale_id and (e.type != ev.ORDER_CONFIRMED or e is first[e.orderId])]
-        judge(sales_per_second, mine, sale_id, expected, sold, SHAPE, "one sale's events, each order confirmed once")
+        judge(sales_per_second, mine, sale_id, SHAPE, "one sale's events, each order confirmed once")
 
     with step("B", STEPS["B"]):
         other = max(e.saleId for e in log) + 1  # a sale no event names yet: the same orders again, under other ids
         copies = [e.model_copy(update={"saleId": other, "orderId": f"other-{e.orderId}"}) for e in mine]
-        judge(sales_per_second, log + copies, sale_id, expected, sold, SALE, "the whole log, other sales in it")
+        judge(sales_per_second, log + copies, sale_id, SALE, "the whole log, other sales in it")
 
     with step("C", STEPS["C"]):
         replay(stack, sale_id, max(expected))
         again = log_events(stack, ev.ORDER_EVENTS)
         confirmations = sum(e.type == ev.ORDER_CONFIRMED and e.saleId == sale_id for e in again)
-        judge(sales_per_second, again, sale_id, expected, sold, None, f"the log after a replay ({confirmations} "
-              f"confirmations of {len(first)} orders, the later ones a second on)")
+        judge(sales_per_second, again, sale_id, None, f"the log after a replay ({confirmations} confirmations of "
+              f"{len(first)} orders, the later ones a second on)")
 
     with step("D", STEPS["D"]):
         backwards = list(reversed(again))  # every order's latest confirmation now comes first
-        judge(sales_per_second, backwards, sale_id, expected, sold, ANY_ORDER, "the log after the replay, reversed")
-        judge(sales_per_second, random.sample(again, len(again)), sale_id, expected, sold, ANY_ORDER,
+        judge(sales_per_second, backwards, sale_id, ANY_ORDER, "the log after the replay, reversed")
+        judge(sales_per_second, random.sample(again, len(again)), sale_id, ANY_ORDER,
               "the log after the replay, shuffled (partitions interleave as they like)")
     print("All checks passed: any view of the sale can be rebuilt from the log alone, however often it is replayed.")
 
@@ -129,20 +136,21 @@ def replay(stack: Stack, sale_id: int, last_second: str) -> None:
            "running?")
 
 
-def judge(sales_per_second, events, sale_id: int, expected: dict, sold: int, rule: Rule | None, what: str) -> dict:
-    """The learner's model of `events`, compared with `expected`; a difference breaks `rule` (None: after the replay,
-    where more phones, or fewer, break rule 2 and the right phones in the wrong seconds rule 3)."""
+def judge(sales_per_second, events, sale_id: int, rule: Rule | None, what: str) -> dict:
+    """The learner's model of `events`, compared with the right one; a difference breaks `rule` (None: after the
+    replay, where more phones, or fewer, break rule 2 and the right phones in the wrong seconds rule 3)."""
+    expected = reference(events, sale_id)
     model = sales_per_second(list(events), sale_id)
     expect(isinstance(model, dict), f"sales_per_second must return a dict {{second: phones}}; it returned {model!r}",
            SHAPE)
     if model == expected:
         return model
-    total = sum(model.values())
+    total, sold = sum(model.values()), sum(expected.values())
     wrong = [f"{k}: {model.get(k, 0)} instead of {expected.get(k, 0)}"
              for k in sorted(set(model) | set(expected), key=str) if model.get(k) != expected.get(k)]
     if rule is None:
         rule = ONCE if total != sold else EARLIEST
-    raise Wrong(f"with {what}, your model says {short(wrong)}; PostgreSQL has {sold} phones confirmed. "
+    raise Wrong(f"with {what}, your model says {short(wrong)}; the sale sold {sold} phones. "
                 + ADVICE[rule.number](total, sold), rule)
 
 
