@@ -14,6 +14,8 @@ names the rule it breaks: `Wrong.rule`, which `flashsale grade` puts in the teac
     reservation.check(stack, my_script())
 """
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -28,11 +30,13 @@ class Rule:
 
 
 class Wrong(AssertionError):
-    """The learner's code runs, but does something the service must not; `rule` is the one it breaks."""
+    """The learner's code runs, but does something the service must not; `rule` is the one it breaks, `step` the
+    step of the check that found it (a letter, as the notebook lists the steps), if the check has steps."""
 
     def __init__(self, message: str, rule: Rule | None = None):
         super().__init__(f"{rule}: {message}" if rule else message)
         self.rule = rule
+        self.step: str | None = None
 
 
 def expect(condition: object, message: str, rule: Rule | None = None) -> None:
@@ -52,3 +56,24 @@ def run_id() -> str:
 def short(items, n: int = 3) -> str:
     items = list(items)
     return ", ".join(map(str, items[:n])) + (f" (and {len(items) - n} more)" if len(items) > n else "")
+
+
+@contextmanager
+def step(letter: str, what: str) -> Iterator[None]:
+    """One step of a check, as the notebook lists them ("C. each order again"): a failure in it carries its letter,
+    for the reveal of the exercise's prediction ("which step will the obvious answer fail?")."""
+    try:
+        yield
+    except Wrong as wrong:
+        wrong.step = wrong.step or letter
+        raise
+    passed(f"{letter}. {what}")
+
+
+def outcome(check, *args, **kwargs) -> Wrong | None:
+    """Run a check and return how it failed (None if it passed): for a reveal, which runs the obvious answer."""
+    try:
+        check(*args, **kwargs)
+    except Wrong as wrong:
+        return wrong
+    return None
