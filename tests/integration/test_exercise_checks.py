@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import answers
 import nbformat
 import psycopg
 import pytest
-import wrong_answers
-from wrong_answers import GUARDED, INSERT, orders_handler, relayer, right_status, set_status_that_reports_badly
+from answers import GUARDED, INSERT, orders_handler, relayer, right_status, set_status_that_reports_badly
 
 from flashsale import events as ev
 from flashsale.lab import versions
@@ -37,8 +37,8 @@ from flashsale.lab.races import buyers, flash_sale
 from flashsale.services import invoices
 
 ROOT = Path(__file__).resolve().parents[2]
-# Every wrong answer of exercises 10 to 14 is a name of this module too (they live in wrong_answers.py: see why there).
-globals().update({name: getattr(wrong_answers, name) for name in wrong_answers.__all__})
+# Every wrong answer of exercises 10 to 14 is a name of this module too (they live in answers.py: see why there).
+globals().update({name: getattr(answers, name) for name in answers.__all__})
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,22 @@ def test_each_wrong_answer_fails_its_check_naming_the_rule_it_breaks(stack, wron
 
 
 @pytest.mark.broker_free
+def test_a_reserve_with_watch_multi_exec_passes_the_limit_check_in_lockstep(stack):
+    """The hint calls optimistic locking right: the lockstep of step D makes it retry, and it must still pass."""
+    limit.check(stack, answers.reserve_with_watch, buyers=40, stock=16)
+
+
+@pytest.mark.broker_free
+def test_a_handler_that_locks_the_row_as_it_reads_it_passes_the_consumer_check_by_hand(wired):
+    consumer.by_hand(wired.database_url, answers.handle_with_row_locks, f"locks-{uuid.uuid4().hex[:6]}")
+
+
+def test_a_relay_that_gives_way_to_another_passes_the_outbox_check(stack):
+    """FOR UPDATE NOWAIT: the second relay at once fails instead of waiting; it publishes nothing, loses nothing."""
+    outbox.check(stack, answers.right_status, answers.relay_that_gives_way, orders=60, limit=10)
+
+
+@pytest.mark.broker_free
 @pytest.mark.parametrize("exercise", sorted(MODULES))
 def test_every_rule_has_a_wrong_answer_that_breaks_it(exercise):
     broken = {w.breaks for w in WRONG if w.exercise == exercise}
@@ -241,9 +257,9 @@ def test_the_notebook_and_the_teaching_notes_list_the_steps_of_its_check(exercis
 @pytest.fixture
 def session_stack(stack):
     """For the wrong answers that, as a learner's cell would, reach for the notebook's `stack` themselves."""
-    wrong_answers._SESSION[:] = [stack]
+    answers._SESSION[:] = [stack]
     yield stack
-    wrong_answers._SESSION.clear()
+    answers._SESSION.clear()
 
 
 @pytest.mark.broker_free

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 from flashsale import events as ev
@@ -50,6 +51,7 @@ CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
 """
 SALE = 2**31 - 14  # the check's orders belong to a sale of their own: they count in no real sale's figures
 STATUS_EVENT = {"CONFIRMED": ev.ORDER_CONFIRMED, "CANCELLED": ev.ORDER_CANCELLED}
+ELSEWHERE = "exercise14.elsewhere"  # a topic of the check's own: a row may name any topic, and goes there
 UNANSWERED_MS = 2000  # how long the relay's producer waits for a frozen broker before it reports a failure
 RULES = (
     Rule(1, "`set_status` writes the status change and its outbox row in one transaction, on the `conn` it is given: "
@@ -71,7 +73,7 @@ TOGETHER, THE_EVENT, ONLY_PENDING, NO_PUBLISH, RELAYS, ACKNOWLEDGED, IN_ORDER = 
 STEPS = {
     "A": "state changes that fail half-way, or roll back",
     "B": "300 orders of one to three phones change state, both ways; then each of two again, the other way",
-    "C": "the relay once, for one row",
+    "C": "the relay once, for the three oldest rows (one of them for another topic)",
     "D": "the broker stops answering while the relay publishes",
     "E": "two relays at once, each in a process of its own",
     "F": "the relay killed (SIGKILL) in its own process: before its second flush, after it, after its first commit",
@@ -113,7 +115,8 @@ def pending_orders(conn, run: str, n: int, sale_id: int = SALE) -> list[str]:
 
 def check(stack: "Stack", set_status, relay_once, orders: int = 300, limit: int = 50) -> None:
     settings, run = stack.wired(), run_id()
-    since = ends(settings, ev.ORDER_EVENTS)
+    _create_topic(settings, ELSEWHERE)
+    since = {topic: ends(settings, topic) for topic in (ev.ORDER_EVENTS, ELSEWHERE)}
     with postgres.connect(settings.database_url) as conn:
         conn.execute(OUTBOX)
         set_aside(conn)
@@ -122,8 +125,8 @@ def check(stack: "Stack", set_status, relay_once, orders: int = 300, limit: int 
             same_transaction(conn, set_status, ids[-4:])
         with step("B", STEPS["B"]):
             written = state_changes(conn, set_status, ids[:orders], limit)
-            expect(not _published(settings, run, since), "set_status published to the broker itself: that is the "
-                   "dual write the outbox replaces. Only the relay publishes", NO_PUBLISH)
+            expect(not _published(settings, run, since[ev.ORDER_EVENTS]), "set_status published to the broker itself: "
+                   "that is the dual write the outbox replaces. Only the relay publishes", NO_PUBLISH)
         with step("C", STEPS["C"]):
             relay_one(settings, conn, relay_once, written)
         with step("D", STEPS["D"]):
@@ -141,8 +144,8 @@ def check(stack: "Stack", set_status, relay_once, orders: int = 300, limit: int 
         expect(twice <= 2 * limit, f"{twice} events were published more than once: at least once allows duplicates "
                f"only for the batches in flight at a crash (here at most {2 * limit}); mark each row sent once the "
                "broker has it", ACKNOWLEDGED)
-        print(f"  all {len(written)} events reached {ev.ORDER_EVENTS}; {twice} twice, from the batches in flight at "
-              "the crashes")
+        print(f"  all {len(written)} events reached their topics; {twice} twice, from the batches in flight at the "
+              "crashes")
     print("All checks passed: the state change and its event commit together; the relay delivers at least once, in "
           "order.")
 
@@ -192,19 +195,19 @@ def same_transaction(conn, set_status, ids: list[str]) -> None:
                TOGETHER)
 
 
-def state_changes(conn, set_status, ids: list[str], earlier: int) -> list[tuple[str, str]]:
-    """Another writer's event first, for the first `earlier` orders (their two events must then go in order); then
-    every order's state change, both ways; then two of them again, the other way. Returns (key, payload) of each
-    unsent row of this run, oldest first."""
+def state_changes(conn, set_status, ids: list[str], earlier: int) -> list[tuple[str, str, str]]:
+    """Another writer's events first: one for a topic of the check's own, then one for each of the first `earlier`
+    orders (their two events must then go in order); then every order's state change, both ways; then two of them
+    again, the other way. Returns (topic, key, payload) of each unsent row of this run, oldest first."""
     orders = {o: (u, p, q, s) for o, u, p, q, s in conn.execute(
         "SELECT order_id, user_id, product_id, quantity, sale_id FROM orders WHERE order_id = ANY(%s)",
         (ids,)).fetchall()}
-    for order_id in ids[:earlier]:
+    for i, order_id in enumerate([ids[0], *ids[:earlier]]):
         user, product, quantity, sale_id = orders[order_id]
         event = ev.Event(type=ev.ORDER_RESERVED, orderId=order_id, userId=user, productId=product, quantity=quantity,
                          saleId=sale_id)
         conn.execute("INSERT INTO outbox (topic, key, payload) VALUES (%s, %s, %s)",
-                     (event.topic, event.key, event.to_json().decode()))
+                     (ELSEWHERE if i == 0 else event.topic, event.key, event.to_json().decode()))
     for i, order_id in enumerate(ids):
         status, reason = ("CANCELLED", "SOLD_OUT") if i % 3 == 0 else ("CONFIRMED", None)
         moved = set_status(conn, order_id, status, reason)
@@ -218,7 +221,7 @@ def state_changes(conn, set_status, ids: list[str], earlier: int) -> list[tuple[
                f"row, and return False; it returned {said!r}, the order is {_status(conn, order_id)} and it has "
                f"{_outbox(conn, order_id) - rows} more rows", ONLY_PENDING)
     changes = conn.execute("SELECT topic, key, payload FROM outbox WHERE key = ANY(%s) ORDER BY id OFFSET %s",
-                           (ids, earlier)).fetchall()
+                           (ids, earlier + 1)).fetchall()
     expect(len(changes) == len(ids), f"{len(ids)} state changes must write {len(ids)} outbox rows; there are "
            f"{len(changes)}", THE_EVENT)
     by_key = {key: (topic, payload) for topic, key, payload in changes}
@@ -238,29 +241,32 @@ def state_changes(conn, set_status, ids: list[str], earlier: int) -> list[tuple[
                "have topic event.topic and payload event.to_json().decode(), the event exactly as it goes on the "
                f"wire; it has topic {topic!r} and payload {payload[:80]!r}", THE_EVENT)
     run = ids[0].rsplit("-", 1)[0]
-    return [tuple(r) for r in conn.execute("SELECT key, payload FROM outbox WHERE key LIKE %s AND sent_at IS NULL "
-                                           "ORDER BY id", (f"{run}-%",)).fetchall()]
+    return [tuple(r) for r in conn.execute("SELECT topic, key, payload FROM outbox WHERE key LIKE %s "
+                                           "AND sent_at IS NULL ORDER BY id", (f"{run}-%",)).fetchall()]
 
 
-def relay_one(settings: Settings, conn, relay_once, written: list[tuple[str, str]]) -> None:
-    """The first call, here in the kernel (a mistake shows its traceback): one row, the oldest, on the broker."""
-    oldest_key, oldest = written[0]
-    since = ends(settings, ev.ORDER_EVENTS)
-    sent = relay_once(conn, _producer(settings), limit=1)
-    expect(sent == 1, f"relay_once(conn, producer, limit=1) with rows to send must publish 1 row and return 1; it "
-           f"returned {sent!r}", RELAYS)
-    marked = conn.execute("SELECT key, payload FROM outbox WHERE sent_at IS NOT NULL AND key LIKE %s",
-                          (oldest_key.rsplit("-", 1)[0] + "-%",)).fetchall()
-    expect([tuple(r) for r in marked] == [(oldest_key, oldest)], f"relay_once(..., limit=1) must take the oldest "
-           f"unsent row ({oldest_key}, {_event(oldest, '').type}); it marked {short(k for k, _ in marked)} sent "
-           "(ORDER BY id)", RELAYS)
-    there = [m for m in read_since(settings, ev.ORDER_EVENTS, since) if (m.key() or b"").decode() == oldest_key]
-    expect(there, f"relay_once marked the row of {oldest_key} sent, but the broker does not have its event: "
-           "producer.produce() only queues a message in memory; wait for the broker (flush) before you mark it",
-           ACKNOWLEDGED)
-    value = there[0].value() or b""
-    expect(value == oldest.encode(), "the relay must publish the row's payload as it is, byte for byte; it "
-           f"published {value[:80]!r}", RELAYS)
+def relay_one(settings: Settings, conn, relay_once, written: list[tuple[str, str, str]], n: int = 3) -> None:
+    """The first call, here in the kernel (a mistake shows its traceback): the `n` oldest rows, each on the broker as
+    its row says (one of them for a topic of the check's own)."""
+    oldest = written[:n]
+    since = {topic: ends(settings, topic) for topic in (ev.ORDER_EVENTS, ELSEWHERE)}
+    sent = relay_once(conn, _producer(settings), limit=n)
+    expect(sent == n, f"relay_once(conn, producer, limit={n}) with rows to send must publish {n} rows and return {n}; "
+           f"it returned {sent!r}", RELAYS)
+    marked = conn.execute("SELECT topic, key, payload FROM outbox WHERE sent_at IS NOT NULL AND key LIKE %s "
+                          "ORDER BY id", (written[0][1].rsplit("-", 1)[0] + "-%",)).fetchall()
+    expect([tuple(r) for r in marked] == oldest, f"relay_once(..., limit={n}) must take the {n} oldest unsent rows "
+           f"(ORDER BY id): {short(k for _, k, _ in oldest)}; it marked {short(k for _, k, _ in marked)}", RELAYS)
+    on = {topic: {(m.value() or b"").decode(): m for m in read_since(settings, topic, since[topic])} for topic in since}
+    for topic, key, payload in oldest:
+        there = [t for t in on if payload in on[t]]
+        expect(there, f"relay_once marked the row of {key} sent, but the broker does not have its event: "
+               "producer.produce() only queues a message in memory; wait for the broker (flush) before you mark it",
+               ACKNOWLEDGED)
+        message = on[there[0]][payload]
+        expect(there[0] == topic and (message.key() or b"").decode() == key, f"the row of {key} for {topic} was "
+               f"published to {there[0]} with the key {message.key()!r}: publish each row to its own topic, with its "
+               "key, as it is", RELAYS)
 
 
 def unanswered(stack: "Stack", conn, relay_once, limit: int) -> None:
@@ -284,7 +290,7 @@ def unanswered(stack: "Stack", conn, relay_once, limit: int) -> None:
           f"no row was marked sent (your relay {said})")
 
 
-def two_relays(settings: Settings, relay_once, limit: int, written: list[tuple[str, str]], run: str) -> None:
+def two_relays(settings: Settings, relay_once, limit: int, written: list[tuple[str, str, str]], run: str) -> None:
     """The first relay is held inside its flush (its batch taken, not yet marked) while the second runs, until the
     second has finished or waits for the first's locks; then the first goes on. The events of the orders whose two
     events fell in the two batches must still come in order, and no row from both."""
@@ -316,7 +322,7 @@ def two_relays(settings: Settings, relay_once, limit: int, written: list[tuple[s
                 process.join(15)
                 if process.is_alive():
                     process.kill()
-    rows = {payload: (i, key) for i, (key, payload) in enumerate(written)}
+    rows = {payload: (i, key) for i, (_, key, payload) in enumerate(written)}
     log: dict[str, list[int]] = {}
     for m in read_since(settings, ev.ORDER_EVENTS, since):
         value = (m.value() or b"").decode()
@@ -364,28 +370,30 @@ def drain(settings: Settings, relay_once, limit: int, orders: int) -> None:
            "nothing left", RELAYS)
 
 
-def read_back(settings: Settings, run: str, since, written: list[tuple[str, str]]) -> dict[str, int]:
-    """How often each of this run's rows is on the topic; that none is lost, each as its row says, and in order."""
-    payloads = {payload: (i, key) for i, (key, payload) in enumerate(written)}
-    counts: dict[str, int] = {}
+def read_back(settings: Settings, run: str, since: dict, written: list[tuple[str, str, str]]) -> dict[str, int]:
+    """How often each of this run's rows is on its topic; that none is lost, each as its row says, and in order."""
+    rows = {(topic, payload): (i, key) for i, (topic, key, payload) in enumerate(written)}
+    counts: dict[tuple[str, str], int] = {}
     first: dict[str, list[int]] = {}
-    for m in read_since(settings, ev.ORDER_EVENTS, since):
-        key, value = (m.key() or b"").decode(), (m.value() or b"").decode()
-        if not key.startswith(f"ex14-{run}-"):
-            continue
-        expect(value in payloads and payloads[value][1] == key, f"the relay published {value[:80]!r} with the key "
-               f"{key!r}: publish each row's payload as it is, with its key", RELAYS)
-        counts[value] = counts.get(value, 0) + 1
-        if counts[value] == 1:
-            first.setdefault(key, []).append(payloads[value][0])
-    lost = [key for key, payload in written if payload not in counts]
+    for topic in since:
+        for m in read_since(settings, topic, since[topic]):
+            key, value = (m.key() or b"").decode(), (m.value() or b"").decode()
+            if not key.startswith(f"ex14-{run}-"):
+                continue
+            expect((topic, value) in rows and rows[topic, value][1] == key, f"the relay published {value[:80]!r} "
+                   f"to {topic} with the key {key!r}: publish each row's payload as it is, to its topic, with its key",
+                   RELAYS)
+            counts[topic, value] = counts.get((topic, value), 0) + 1
+            if counts[topic, value] == 1 and topic == ev.ORDER_EVENTS:
+                first.setdefault(key, []).append(rows[topic, value][0])
+    lost = [key for topic, key, payload in written if (topic, payload) not in counts]
     expect(not lost, f"{len(lost)} events were lost ({short(lost)}): their rows were marked sent but the broker "
            "never had them. Mark a row sent only after the broker has acknowledged it (flush, and check the delivery "
            "reports)", ACKNOWLEDGED)
     late = {key: rows for key, rows in first.items() if rows != sorted(rows)}
     expect(not late, f"the events of {len(late)} orders reached the broker out of order ({short(late)}): publish the "
            "oldest rows first, one relay at a time", IN_ORDER)
-    return counts
+    return {f"{topic} {payload}": n for (topic, payload), n in counts.items()}
 
 
 class WatchedProducer(Producer):
@@ -439,7 +447,7 @@ class HeldProducer(Producer):
     def flush(self, *args, **kwargs):
         if not self.held.is_set():
             self.held.set()
-            self.go.wait(60)
+            self.go.wait(600)  # the check says go however its steps end; the wait only bounds a check gone wrong
         return super().flush(*args, **kwargs)
 
 
@@ -456,7 +464,10 @@ def _relay(packed: bytes, database_url: str, bootstrap: str, limit: int, mode: s
             if mode == "once":
                 producer = Producer(_config(bootstrap))
                 signals[0].set()  # about to take its rows
-                results.put(("sent", mode, relay_once(conn, producer, limit=limit)))
+                try:
+                    results.put(("sent", mode, relay_once(conn, producer, limit=limit)))
+                except psycopg.errors.LockNotAvailable:  # FOR UPDATE NOWAIT: a relay may give way to the other
+                    results.put(("sent", mode, "nothing (the rows were locked: NOWAIT)"))
                 return
             producer = CrashingProducer(_config(bootstrap), mode, limit)
             while sent := relay_once(conn, producer, limit=limit):
@@ -498,13 +509,14 @@ def _unsent(conn) -> int:
 def _fail_writes(conn, table: str, order_id: str) -> None:
     """Make every write of `order_id`'s row in `table` fail. DDL takes no %s parameters: names and values go in
     through psycopg.sql, quoted as what they are (an identifier, a literal), never pasted into the text."""
-    column = "key" if table == "outbox" else "order_id"
     conn.execute("CREATE OR REPLACE FUNCTION exercise14_fail() RETURNS trigger LANGUAGE plpgsql AS "
                  "$$ BEGIN RAISE EXCEPTION 'the disk is full (a failure injected by the check)'; END $$")
+    about = (sql.SQL("NEW.key = {id} OR position({field} in NEW.payload) > 0") if table == "outbox" else
+             sql.SQL("NEW.order_id = {id}")).format(id=sql.Literal(order_id),
+                                                    field=sql.Literal(f'"orderId":"{order_id}"'))
     trigger = sql.SQL("CREATE TRIGGER exercise14_fail BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
-                      "WHEN (NEW.{column} = {order_id}) EXECUTE FUNCTION exercise14_fail()")
-    conn.execute(trigger.format(table=sql.Identifier(table), column=sql.Identifier(column),
-                                order_id=sql.Literal(order_id)))
+                      "WHEN ({about}) EXECUTE FUNCTION exercise14_fail()")
+    conn.execute(trigger.format(table=sql.Identifier(table), about=about))
 
 
 def _status(conn, order_id: str) -> str:
@@ -512,7 +524,9 @@ def _status(conn, order_id: str) -> str:
 
 
 def _outbox(conn, order_id: str) -> int:
-    return conn.execute("SELECT count(*) FROM outbox WHERE key = %s", (order_id,)).fetchone()[0]
+    """The outbox rows about an order: keyed by it, or (a wrong key) holding it in their event."""
+    return conn.execute("SELECT count(*) FROM outbox WHERE key = %s OR position(%s in payload) > 0",
+                        (order_id, f'"orderId":"{order_id}"')).fetchone()[0]
 
 
 def _event(payload, what: str) -> ev.Event:
@@ -521,6 +535,13 @@ def _event(payload, what: str) -> ev.Event:
     except ValueError as error:
         raise Wrong(f"{what} is not an event's JSON ({str(error).splitlines()[0]}): store event.to_json().decode()",
                     THE_EVENT) from None
+
+
+def _create_topic(settings: Settings, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    if topic not in admin.list_topics(timeout=10).topics:
+        for future in admin.create_topics([NewTopic(topic, settings.partitions, 1)]).values():
+            future.result(10)
 
 
 def _published(settings: Settings, run: str, since) -> list[str]:

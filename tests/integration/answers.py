@@ -1,4 +1,5 @@
-"""The wrong answers of exercises 10 to 14, each shaped as a task cell's own definition, each breaking one rule.
+"""The wrong answers of exercises 10 to 14, each shaped as a task cell's own definition, each breaking one rule;
+and a few right answers that are not the solution, which the checks must pass.
 
 `test_exercise_checks.WRONG` registers them, with the rule each breaks, and that module re-exports every one, so
 that `from test_exercise_checks import seed_decr_then_incr as reserve_script` gives a notebook what its task cell
@@ -432,11 +433,11 @@ def dead_letters_the_batch(messages, producer):
 
 # --- 14 · the transactional outbox -----------------------------------------------------------------------------------
 
-def _status_event(conn, order_id, status, reason, **change):
+def _status_event(conn, order_id, status, reason, change=None):
     row = conn.execute("SELECT order_id, user_id, product_id, quantity, sale_id FROM orders WHERE order_id = %s",
                        (order_id,)).fetchone()
     fields = {"orderId": row[0], "userId": row[1], "productId": row[2], "quantity": row[3], "saleId": row[4],
-              "reason": reason, **change}
+              "reason": reason, **(change or {})}
     return ev.Event(type=outbox.STATUS_EVENT[status], **fields)
 
 
@@ -448,7 +449,7 @@ def status_setter(key=lambda event: event.key, guard="status = 'PENDING'", row_a
                                  (status, reason, order_id)).rowcount
             if not moved and not row_anyway:
                 return False
-            event = _status_event(conn, order_id, status, reason, **change)
+            event = _status_event(conn, order_id, status, reason, change)
             conn.execute("INSERT INTO outbox (topic, key, payload) VALUES (%s, %s, %s)",
                          (event.topic, key(event), event.to_json().decode()))
         return True
@@ -496,23 +497,27 @@ SELECT = "SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL ORDER
 
 def relayer(select: str = SELECT, mark_first: bool = False, wait: bool = True, callbacks: bool = True,
             limit_rows: bool = True):
-    """A relay, in one transaction, that reads with this SELECT, marks before or after it publishes, waits for the
-    broker or not, and reads the delivery reports or trusts flush() alone."""
+    """A relay in one transaction that reads with this SELECT, waits for the broker or not, reads the delivery
+    reports or trusts flush() alone, and marks the rows sent once the broker has them; or (`mark_first`) marks them
+    first, in a transaction of their own that commits before it publishes."""
+    def publish(producer, rows):
+        failures: list = []
+        for _, topic, key, payload in rows:
+            producer.produce(topic, payload.encode(), key=key,
+                             on_delivery=(lambda err, msg: err and failures.append(err)) if callbacks else None)
+        if wait and (producer.flush(10) or failures):
+            raise RuntimeError(f"the broker did not take the whole batch: {failures[:1]}")
+
     def relay_once(conn, producer, limit=100):
         with conn.transaction():
             rows = conn.execute(select, (limit if limit_rows else 1_000_000,)).fetchall()
-            if not rows:
-                return 0
-            if mark_first:
+            if rows and mark_first:
                 conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
-            failures: list = []
-            for _, topic, key, payload in rows:
-                producer.produce(topic, payload.encode(), key=key,
-                                 on_delivery=(lambda err, msg: err and failures.append(err)) if callbacks else None)
-            if wait and (producer.flush(10) or failures):
-                raise RuntimeError(f"the broker did not take the whole batch: {failures[:1]}")
-            if not mark_first:
+            elif rows:
+                publish(producer, rows)
                 conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
+        if rows and mark_first:
+            publish(producer, rows)
         return len(rows)
     return relay_once
 
@@ -533,3 +538,50 @@ def set_status_that_reports_badly(conn, order_id, status, reason=None):
     except psycopg.Error as error:
         print("could not set the status: " + error)
         raise
+
+
+# --- right answers that are not the solution: a check that refuses one teaches a wrong lesson too -----------------
+
+def reserve_with_watch(redis, keys, order_id, user_id, quantity, limit_):
+    """Optimistic locking: WATCH the keys, read, decide, and write in MULTI/EXEC; again if another wrote first."""
+    from redis.exceptions import WatchError
+
+    while True:
+        with redis.pipeline() as pipe:
+            try:
+                pipe.watch(keys.decisions, keys.user_units, keys.stock)
+                decided = pipe.hget(keys.decisions, order_id)
+                if decided:
+                    return decided.decode()
+                units, stock = int(pipe.hget(keys.user_units, user_id) or 0), int(pipe.get(keys.stock) or 0)
+                decision = ("PER_USER_LIMIT" if units + quantity > limit_ else "SOLD_OUT" if stock < quantity
+                            else "RESERVED")
+                pipe.multi()
+                if decision == "RESERVED":
+                    pipe.decrby(keys.stock, quantity)
+                    pipe.hincrby(keys.user_units, user_id, quantity)
+                pipe.hset(keys.decisions, order_id, decision)
+                pipe.execute()
+                return decision
+            except WatchError:
+                continue
+
+
+def handle_with_row_locks(conn, event):
+    """Lock the row as it is read (SELECT ... FOR UPDATE), then decide in Python: the other right way."""
+    if event.type == ev.ORDER_CREATED:
+        conn.execute(IDEMPOTENT_INSERT, (event.orderId, event.saleId, event.userId, event.productId, event.quantity))
+    elif event.type in FINAL:
+        row = conn.execute("SELECT status FROM orders WHERE order_id = %s FOR UPDATE", (event.orderId,)).fetchone()
+        if row is not None and row[0] == "PENDING":
+            conn.execute("UPDATE orders SET status = %s, reason = %s WHERE order_id = %s",
+                         (FINAL[event.type], event.reason, event.orderId))
+    else:
+        return None
+    row = conn.execute("SELECT status, reason FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
+    if row is None or (event.type == ev.ORDER_CREATED and row[0] != "PENDING"):
+        return None
+    return event.next(ANNOUNCE[row[0]], reason=row[1])
+
+
+relay_that_gives_way = relayer(select=SELECT + " NOWAIT")  # a second relay at once fails, and publishes nothing
