@@ -8,6 +8,7 @@
     dash = await lab.dashboard(stack)          # live: topology, stock, orders, latency, CPU, lag, Kill
     lab.psp(stack, outage_s=5)                 # the payment provider down for 5 s (as `flashsale psp`)
     lab.show(inventory)                        # the real source of what runs
+    lab.reveal(guess, "B", "100 sold")         # the learner's prediction, written before the run, against it
     lab.stop(stack)                            # nothing of it keeps running
 
 Faults and scaling are the stack's own methods, as in the CLI:
@@ -27,6 +28,7 @@ _WHERE = {
     "groups": ("lag", "drained", "owners", "members", "handovers"),
     "tap": ("tap", "trail", "events", "end_to_end_ms"),
     "show": ("show", "lines"),
+    "predict": ("reveal",),
     "charts": (),
 }
 

@@ -1,38 +1,62 @@
-"""Predictions a learner commits to: the guess is written in a cell before anything runs, the reveal compares.
+"""Predictions a learner commits to: the guess is written in a cell before the run, and compared after it.
 
-    guess = predict.guess(None, "ABCDE")      # the learner writes a letter (or a number) in place of None
-    ...                                        # the cells that make it happen
-    predict.reveal(guess, "C", "the seed's script forgets its decisions")
+    guess = "B"                                      # before the run: a letter of the choices, or a number
+    ...                                              # the run
+    lab.reveal(guess, "B", f"{sale.sold} sold")      # after it: "You guessed B: right. 100 sold."
 
-A guess is a value in the notebook, so it cannot be changed by what runs after it: the reveal says what the
-learner guessed, what happened, and why. No guess is allowed too (a reader who only reads): the reveal then just
-says what happened.
+A guess left at `None` (as the notebooks are committed, and as nbval runs them) is no error: the reveal says
+there was none and gives the answer. A lesson's answer never depends on the broker it runs on; what happened is
+the `because`, measured in the run.
 """
-from collections.abc import Collection
+import math
+
+NO_GUESS = (None, "", "?")
 
 
-def _same(a, b) -> bool:
-    return str(a).strip().upper() == str(b).strip().upper()
+def reveal(guess, answer, because: str = "", unit: str = "", within: float = 0.25) -> None:
+    """Print the verdict: the guess against the answer, and why (`because`)."""
+    print(verdict(guess, answer, because, unit, within))
 
 
-def guess(answer, choices: Collection | str | None = None):
-    """The learner's guess, checked against the choices the question offers; None while it is not written yet."""
-    if answer is None:
-        print("No guess yet: write yours in place of None, then run the cell again.")
+def verdict(guess, answer, because: str = "", unit: str = "", within: float = 0.25) -> str:
+    """`answer` a letter ("B") or a number; a number is right within `within` of it (a share: 0.25 is 25 %)."""
+    why = f": {because}." if because else "."
+    if guess is None or isinstance(guess, str) and guess.strip() in NO_GUESS:
+        return f"No guess written (guess = None). The answer: {_said(answer, unit)}{why}"
+    if isinstance(answer, str):
+        mine = letter(guess)
+        if mine is None:
+            return f"{guess!r} is not one of the choices (write a letter, as guess = \"B\"). The answer: {answer}{why}"
+        right = mine == answer.upper()
+        return (f"You guessed {mine}: right{why}" if right else f"You guessed {mine}; it was {answer}{why}")
+    mine_number = number(guess)
+    if mine_number is None:
+        return f"{guess!r} is not a number (write one, as guess = 30). The answer: {_said(answer, unit)}{why}"
+    right = math.isclose(mine_number, answer, rel_tol=within, abs_tol=within if answer == 0 else 0.0)
+    return (f"You guessed {_said(mine_number, unit)}: right, it was {_said(answer, unit)}{why}" if right else
+            f"You guessed {_said(mine_number, unit)}; it was {_said(answer, unit)}{why}")
+
+
+def letter(guess) -> str | None:
+    """"b", " B ", "B.", "B) exactly 100" -> "B"; anything else -> None."""
+    text = str(guess).strip().upper()
+    if text[:1].isalpha() and (len(text) == 1 or not text[1].isalpha()):
+        return text[0]
+    return None
+
+
+def number(guess) -> float | None:
+    """30, 30.5, "30", "1,000" -> a float; anything else -> None."""
+    if isinstance(guess, bool):
         return None
-    if choices is not None and not any(_same(answer, choice) for choice in choices):
-        offered = ", ".join(map(str, choices))
-        raise ValueError(f"{answer!r} is not one of the choices ({offered}): write one of them")
-    print(f"Your guess: {answer}. Now run on, and see.")
-    return answer
+    try:
+        return float(str(guess).replace(",", "").replace("_", ""))
+    except ValueError:
+        return None
 
 
-def reveal(guessed, happened, why: object = "") -> bool:
-    """Compare the guess with what happened, and say why it happened; True if the guess was right."""
-    because = f"\n{why}" if str(why) else ""
-    if guessed is None:
-        print(f"It was {happened}.{because}")
-        return False
-    right = _same(guessed, happened)
-    print(f"You guessed {guessed}; it was {happened}: {'right' if right else 'not this time'}.{because}")
-    return right
+def _said(value, unit: str) -> str:
+    if isinstance(value, str):
+        return value
+    shown = f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:,.1f}"
+    return f"{shown} {unit}".strip()

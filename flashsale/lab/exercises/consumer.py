@@ -72,7 +72,6 @@ CRASHES = ("after the database commit, before the publish", "after the publish, 
            "after the offsets' commit")
 
 
-
 def naive(conn, event: ev.Event) -> ev.Event | None:
     """The obvious handler, and the subject of the notebook's prediction: an insert, an update, and the event
     that each asked for."""

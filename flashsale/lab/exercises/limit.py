@@ -49,7 +49,6 @@ PROCESSES = 4
 STALL_S = 5  # lockstep waits this long at most for a process that sends nothing (it waits on something else)
 
 
-
 def check_then_act(redis, keys, order_id: str, user_id: str, quantity: int, limit: int) -> str:
     """The obvious version, and the subject of the notebook's prediction: each line is one Redis command, atomic on
     its own; the function as a whole is not."""

@@ -81,7 +81,6 @@ STEPS = {
 }
 
 
-
 def two_statements(conn, order_id: str, status: str, reason: str | None = None) -> bool:
     """The obvious set_status, and the subject of the notebook's prediction: the update, then the event's row, each
     statement committed on its own."""

@@ -51,7 +51,6 @@ STEPS = {
 }
 
 
-
 def skips_the_poison(messages, producer) -> list[ev.Event]:
     """The obvious answer, and the subject of the notebook's prediction: what cannot be read is skipped."""
     events = []

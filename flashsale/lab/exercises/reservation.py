@@ -40,7 +40,6 @@ STEPS = {
 }
 
 
-
 def seed_script() -> str:
     """The obvious first script, and the subject of the notebook's prediction: the seed's rule (DECR; below zero,
     INCR back and refuse), moved into one Lua script."""
