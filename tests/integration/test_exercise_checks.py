@@ -80,7 +80,7 @@ def answer(wrong: WrongAnswer) -> dict:
 CHECKS: dict[str, Callable] = {
     "10": lambda stack, tasks: reservation.check(stack, tasks["reserve_script"](), buyers=200, stock=20),
     "11": lambda stack, tasks: consumer.check(stack, tasks["handle"], buyers=200, stock=20),
-    "12": lambda stack, tasks: limit.check(stack, tasks["reserve"], buyers=40, stock=16),
+    "12": lambda stack, tasks: limit.check(stack, tasks["reserve"], buyers=40, stock=16, processes=2),
     "13": lambda stack, tasks: poison.check(stack, tasks["decode_or_dead_letter"], orders=20),
     "14": lambda stack, tasks: outbox.check(stack, tasks["set_status"], tasks["relay_once"], orders=60, limit=10),
 }
@@ -191,7 +191,7 @@ def test_each_wrong_answer_fails_its_check_naming_the_rule_it_breaks(stack, wron
 @pytest.mark.broker_free
 def test_a_reserve_with_watch_multi_exec_passes_the_limit_check_in_lockstep(stack):
     """The hint calls optimistic locking right: the lockstep of step D makes it retry, and it must still pass."""
-    limit.check(stack, answers.reserve_with_watch, buyers=40, stock=16)
+    limit.check(stack, answers.reserve_with_watch, buyers=40, stock=16, processes=2)
 
 
 @pytest.mark.broker_free

@@ -113,7 +113,7 @@ def decided(decision) -> str:
     return decision
 
 
-def check(stack: "Stack", reserve, buyers: int = 250, stock: int = 100) -> None:
+def check(stack: "Stack", reserve, buyers: int = 250, stock: int = 100, processes: int = PROCESSES) -> None:
     url = stack.wired().redis_url
     redis = redis_py.Redis.from_url(url)
 
@@ -149,30 +149,30 @@ def check(stack: "Stack", reserve, buyers: int = 250, stock: int = 100) -> None:
                    f"stock or the buyers' units ({before} -> {sale.state()}): a decision seen before changes nothing",
                    SAME)
 
-    at_once(redis, url, reserve, buyers, stock)
+    at_once(redis, url, reserve, buyers, stock, processes)
     print("All checks passed: compare with flashsale/rules/reserve.lua, which the inventory service runs.")
 
 
-def at_once(redis, url: str, reserve, buyers: int, stock: int) -> None:
+def at_once(redis, url: str, reserve, buyers: int, stock: int, processes: int) -> None:
     """Steps D and E, in the inventory's processes (closed however the steps end)."""
     inventories: list[Inventory] = []
     try:
-        _at_once(redis, url, reserve, buyers, stock, inventories)
+        _at_once(redis, url, reserve, buyers, stock, processes, inventories)
     finally:
         for inventory in inventories:
             inventory.close()
 
 
-def _at_once(redis, url: str, reserve, buyers: int, stock: int, inventories: list) -> None:
+def _at_once(redis, url: str, reserve, buyers: int, stock: int, n: int, inventories: list) -> None:
     with step("D", STEPS["D"]):
         race = Sale(redis, reserve, stock=stock, limit=1)
         users = [f"user-{u:04d}" for u in range(buyers)]
         # Process p sends each buyer's order p; for the first tenth of the buyers, the last process sends order 0
         # again (two instances handling one order at the same moment, as during a rebalance).
         twice = buyers // 10
-        rounds = [[[(f"order-{u:04d}-{0 if (p == PROCESSES - 1 and u < twice) else p}", users[u], 1)]
-                   for u in range(buyers)] for p in range(PROCESSES)]
-        inventory = Inventory(url, reserve, race.keys, race.limit)
+        rounds = [[[(f"order-{u:04d}-{0 if (p == n - 1 and u < twice) else p}", users[u], 1)]
+                   for u in range(buyers)] for p in range(n)]
+        inventory = Inventory(url, reserve, race.keys, race.limit, n)
         inventories.append(inventory)
         answers = inventory.run(rounds, lockstep=True)
         both = [o for o, said in answers.items() if len(set(said)) > 1]
@@ -191,12 +191,12 @@ def _at_once(redis, url: str, reserve, buyers: int, stock: int, inventories: lis
                "does not stop the others", ATOMIC)
         counted = {k.decode(): int(v) for k, v in redis.hgetall(race.keys.user_units).items() if int(v)}
         expect(len(reserved) == stock and race.stock == 0 and counted == units,
-               f"{buyers} buyers x {PROCESSES} orders for {stock} phones, at once: {len(reserved)} reserved, "
+               f"{buyers} buyers x {n} orders for {stock} phones, at once: {len(reserved)} reserved, "
                f"{race.stock} left, and keys.user_units counts {sum(counted.values())} units; it must be {stock} "
                "reserved, 0 left, and each buyer's units as reserved: do it all in one atomic step", ATOMIC)
 
     with step("E", STEPS["E"]):
-        moved = [[order for orders in rounds[(p + 1) % PROCESSES] for order in orders] for p in range(PROCESSES)]
+        moved = [[order for orders in rounds[(p + 1) % n] for order in orders] for p in range(n)]
         again = inventory.run([[m] for m in moved], lockstep=False)
         changed = [o for o in answers if set(again[o]) != {answers[o][0]}]
         expect(not changed, f"{len(changed)} orders delivered again, each to another process than the first time, "
