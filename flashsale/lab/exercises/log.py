@@ -7,7 +7,7 @@ come too, which a check tells apart by its run's keys.
 import time
 import uuid
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from flashsale.adapters import kafka
 from flashsale.settings import Settings
@@ -20,12 +20,18 @@ def _reader(settings: Settings) -> Consumer:
                      "enable.auto.commit": False, **kafka.FAST_CONSUMER})
 
 
-def ends(settings: Settings, topic: str) -> Ends:
-    """Where each partition of `topic` ends now."""
-    reader = _reader(settings)
+def ends(settings: Settings, topic: str, timeout: float = 30) -> Ends:
+    """Where each partition of `topic` ends now. A topic just made may have no leader yet: then ask again."""
+    reader, deadline = _reader(settings), time.monotonic() + timeout
     try:
-        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        while True:
+            try:
+                partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+                return {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+            except KafkaException:  # measured on Apache Kafka: NOT_LEADER_FOR_PARTITION just after creation
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         reader.close()
 
