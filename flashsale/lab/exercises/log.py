@@ -9,15 +9,16 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from flashsale.adapters import kafka
 from flashsale.settings import Settings
 
 Ends = dict[int, int]  # partition -> the offset after its last message
 
 
 def _reader(settings: Settings) -> Consumer:
+    """A client that only reads (it joins no group); it asks again soon when the broker has nothing yet (tansu
+    answers an empty fetch only when its wait is over)."""
     return Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"reader-{uuid.uuid4()}",
-                     "enable.auto.commit": False, **kafka.FAST_CONSUMER})
+                     "enable.auto.commit": False, "fetch.wait.max.ms": 10})
 
 
 def ends(settings: Settings, topic: str, timeout: float = 30) -> Ends:

@@ -11,6 +11,7 @@ n-th batch or commit, so a check never depends on how fast the sale goes.
 import multiprocessing
 import os
 import signal
+import time
 import traceback
 from multiprocessing.context import SpawnProcess
 
@@ -55,3 +56,17 @@ def failure() -> str:
 
 class ChildFailed(Exception):
     """The learner's code raised in one of the check's processes; the message carries its traceback."""
+
+
+def until(condition, timeout: float) -> None:
+    """Wait for `condition()` (the check's own processes reaching a point), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def waits_for_a_lock(watcher, application_name: str) -> bool:
+    """Whether the connection named so (one of the check's processes) waits for a lock another transaction holds:
+    PostgreSQL's own view of it, pg_stat_activity."""
+    return watcher.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = %s "
+                           "AND wait_event_type = 'Lock'", (application_name,)).fetchone()[0] is True
