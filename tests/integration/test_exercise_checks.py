@@ -1,10 +1,12 @@
-"""The exercises' checks catch the mistakes learners make, and say what is wrong.
+"""The exercises' checks catch the mistakes learners make, and name the rule each one breaks.
 
-A check that passes a wrong answer teaches the wrong lesson. Each test here hands a check a
-typical wrong answer (the seed project's, or the obvious one) and expects the check to fail with
-a message that names the mistake. The solutions passing is test_exercises.py's business.
+A check that passes a wrong answer teaches the wrong lesson. Every wrong answer is kept in one registry,
+`WRONG`: each breaks one rule its exercise states (the notebook's "The rules:" list, the check module's
+`RULES`), and its test hands it to the kit's check, in-process, and expects the check to fail naming that
+rule. The wrong answers are module-level objects shaped as the task cells' own definitions, so that
+`flashsale grade` can also put each one in a notebook (`from test_exercise_checks import X as task_name`).
+The solutions passing is test_exercises.py's business.
 """
-import contextlib
 import math
 import re
 import threading
@@ -13,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import answers
 import nbformat
 import psycopg
 import pytest
+from answers import GUARDED, INSERT, orders_handler, relayer, right_status, set_status_that_reports_badly
 from confluent_kafka import TopicPartition
-from pydantic import ValidationError
 
 from flashsale import events as ev
 from flashsale.lab.exercises import (
@@ -35,36 +38,17 @@ from flashsale.lab.exercises import (
 from flashsale.services import invoices
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every wrong answer of exercises 10 to 14 is a name of this module too (they live in answers.py: see why there).
+globals().update({name: getattr(answers, name) for name in answers.__all__})
 
-RESERVE = """
-local decided = redis.call('HGET', KEYS[2], ARGV[1])
-local stock = tonumber(redis.call('GET', KEYS[1]) or '0')
-if decided then return {decided, stock} end
-local decision = 'SOLD_OUT'
-if stock >= tonumber(ARGV[2]) then
-  stock = redis.call('DECRBY', KEYS[1], ARGV[2])
-  decision = 'RESERVED'
-end
-redis.call('HSET', KEYS[2], ARGV[1], decision)
-return {decision, stock}
-"""
-# Rule 3 half kept: a reservation is remembered, a refusal is not; the answer stays right while the stock is 0.
-REMEMBERS_ONLY_RESERVATIONS = """
-local decided = redis.call('HGET', KEYS[2], ARGV[1])
-local stock = tonumber(redis.call('GET', KEYS[1]) or '0')
-if decided then return {decided, stock} end
-if stock >= tonumber(ARGV[2]) then
-  stock = redis.call('DECRBY', KEYS[1], ARGV[2])
-  redis.call('HSET', KEYS[2], ARGV[1], 'RESERVED')
-  return {'RESERVED', stock}
-end
-return {'SOLD_OUT', stock}
-"""
-SEED = """
-local left = redis.call('DECRBY', KEYS[1], ARGV[2])
-if left < 0 then redis.call('INCRBY', KEYS[1], ARGV[2]); return {'SOLD_OUT', left + tonumber(ARGV[2])} end
-return {'RESERVED', left}
-"""
+
+@dataclass(frozen=True)
+class WrongAnswer:
+    exercise: str  # the notebook's number, "10" … "18"
+    name: str  # the test id, a few words: "decr-then-incr"
+    breaks: int  # the number of the rule it breaks (one rule each)
+    binds: dict[str, str]  # task name in the notebook -> name in this test module that replaces it;
+    # a task left out keeps the solution's code (exercises 14 and 17 have two task cells)
 
 
 def fails(check, *args, saying: str) -> str:
@@ -74,170 +58,266 @@ def fails(check, *args, saying: str) -> str:
     return str(wrong.value)
 
 
-@pytest.mark.parametrize("script, saying", [
-    (SEED, "remember each orderId's decision"),
-    (RESERVE.replace("stock >= tonumber(ARGV[2])", "stock > 0"), "covers the quantity before it decrements"),
-    (RESERVE.replace("if stock >= tonumber(ARGV[2]) then", "if true then"), "stock went below zero"),
-    (RESERVE.replace("return {decision, stock}", "return decision"), "a table of two"),
-    (REMEMBERS_ONLY_RESERVATIONS, "Record SOLD_OUT too"),
-], ids=["seed-decr-then-incr", "stock-above-zero", "no-check", "wrong-reply", "remembers-only-reservations"])
-def test_reservation_check_catches(stack, script, saying):
-    fails(reservation.check, stack, script, saying=saying)
+def solution(exercise: str) -> dict:
+    """What the solution notebook's task cells define (after its imports): every task solved."""
+    path = next((ROOT / "notebooks" / "solutions").glob(f"{exercise}-*.ipynb"))
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    defined: dict = {}
+    exec("\n".join(line for line in code[0].source.splitlines() if line.startswith(("from ", "import "))), defined)
+    for cell in code:
+        if cell.metadata.get("flashsale") == "task":
+            exec(cell.source, defined)
+    return defined
 
 
-def check_then_act(redis, keys, order_id, user_id, quantity, limit_):
-    if int(redis.hget(keys.user_units, user_id) or 0) + quantity > limit_:
-        return "PER_USER_LIMIT"
-    if int(redis.get(keys.stock) or 0) < quantity:
-        return "SOLD_OUT"
-    redis.decrby(keys.stock, quantity)
-    redis.hincrby(keys.user_units, user_id, quantity)
-    return "RESERVED"
+def answer(wrong: WrongAnswer) -> dict:
+    """The solution's tasks, with the wrong answer's bound in place of theirs."""
+    return {**solution(wrong.exercise), **{task: globals()[name] for task, name in wrong.binds.items()}}
 
 
-def counts_refusals(redis, keys, order_id, user_id, quantity, limit_):
-    if redis.hincrby(keys.user_units, user_id, quantity) > limit_:  # counted before it is decided, never undone
-        return "PER_USER_LIMIT"
-    return "RESERVED" if redis.decrby(keys.stock, quantity) >= 0 else "SOLD_OUT"
+# How each exercise's check is called with what its task cells define, as its notebook's Check cell calls it, on
+# a smaller sale where size proves nothing: every failure a wrong answer meets is built (lockstep, held locks, kill
+# points), so it meets it in a small sale as surely as in the notebook's.
+CHECKS: dict[str, Callable] = {
+    "10": lambda stack, tasks: reservation.check(stack, tasks["reserve_script"](), buyers=200, stock=20),
+    "11": lambda stack, tasks: consumer.check(stack, tasks["handle"], buyers=200, stock=20),
+    "12": lambda stack, tasks: limit.check(stack, tasks["reserve"], buyers=40, stock=16, processes=2),
+    "13": lambda stack, tasks: poison.check(stack, tasks["decode_or_dead_letter"], orders=20),
+    "14": lambda stack, tasks: outbox.check(stack, tasks["set_status"], tasks["relay_once"], orders=60, limit=10),
+    "15": lambda stack, tasks: readmodel.check(stack, tasks["sales_per_second"]),
+    "16": lambda stack, tasks: ratelimit.check(stack, tasks["allow"]),
+    "17": lambda stack, tasks: renaming.check(stack, tasks["upcast_v3"], tasks["to_wire"]),
+    "18": lambda stack, tasks: eos.check(stack, tasks["invoice_batch"]),
+}
+MODULES = {"10": reservation, "11": consumer, "12": limit, "13": poison, "14": outbox, "15": readmodel,
+           "16": ratelimit, "17": renaming, "18": eos}
+# Whose checks' outcome does not depend on the broker: Redis and PostgreSQL only (exercise 11's wrong answers all
+# fail in its steps by hand, A to D, before its order service consumes anything; exercise 16 asks Redis alone).
+BROKER_FREE = {"10", "11", "12", "16"}
+# The obvious answer each notebook opens its prediction with, and the step of the check it fails at: the same on
+# every broker, which this registry's test shows on both.
+OBVIOUS = {("10", "seed-decr-then-incr"): "C", ("11", "naive"): "C", ("12", "check-then-act"): "D",
+           ("13", "skips-the-poison"): "A", ("14", "two-statements"): "A", ("15", "no-dedupe"): "C",
+           ("16", "the-gateways-bucket-in-redis"): "D", ("17", "rename-without-expand"): "D",
+           ("18", "consumer-commits-after"): "B"}
+
+W = WrongAnswer
+WRONG: list[WrongAnswer] = [
+    # 10 · the idempotent reservation: reserve_script() returns the Lua source
+    W("10", "records-but-never-reads", 1, {"reserve_script": "records_but_never_reads"}),
+    W("10", "retries-refusals", 1, {"reserve_script": "retries_refusals"}),
+    W("10", "stock-above-zero", 2, {"reserve_script": "stock_above_zero"}),
+    W("10", "no-check", 2, {"reserve_script": "no_check"}),
+    W("10", "takes-one-unit", 2, {"reserve_script": "takes_one_unit"}),
+    W("10", "never-the-last-unit", 2, {"reserve_script": "never_the_last_unit"}),
+    W("10", "seed-decr-then-incr", 3, {"reserve_script": "seed_decr_then_incr"}),
+    W("10", "remembers-only-reservations", 3, {"reserve_script": "remembers_only_reservations"}),
+    W("10", "records-elsewhere", 3, {"reserve_script": "records_elsewhere"}),
+    W("10", "wrong-reply", 4, {"reserve_script": "returns_the_decision_alone"}),
+    W("10", "returns-the-stock-before", 4, {"reserve_script": "returns_the_stock_before"}),
+    # 11 · the idempotent order consumer: handle(conn, event)
+    W("11", "naive", 1, {"handle": "naive"}),
+    W("11", "plain-insert", 1, {"handle": "plain_insert"}),
+    W("11", "upsert", 1, {"handle": "upsert"}),
+    W("11", "one-unit", 1, {"handle": "inserts_one_unit"}),
+    W("11", "unguarded-update", 2, {"handle": "unguarded_update"}),
+    W("11", "guards-only-confirmed", 2, {"handle": "guards_only_confirmed"}),
+    W("11", "drops-the-reason", 2, {"handle": "drops_the_reason"}),
+    W("11", "announces-the-event", 3, {"handle": "announces_the_event"}),
+    W("11", "announces-only-changes", 3, {"handle": "announces_only_changes"}),
+    W("11", "saves-once", 3, {"handle": "saves_once"}),
+    W("11", "announces-without-reason", 3, {"handle": "announces_without_reason"}),
+    W("11", "announces-created-again", 4, {"handle": "announces_a_new_order_every_time"}),
+    W("11", "announces-unknown-orders", 4, {"handle": "announces_unknown_orders"}),
+    W("11", "answers-every-event", 4, {"handle": "answers_every_event"}),
+    W("11", "remembers-in-memory", 5, {"handle": "remembers_in_memory"}),
+    W("11", "remembers-decisions-in-memory", 5, {"handle": "remembers_decisions_in_memory"}),
+    W("11", "own-connection", 5, {"handle": "writes_on_its_own_connection"}),
+    W("11", "checks-then-inserts", 6, {"handle": "checks_then_inserts"}),
+    W("11", "checks-then-updates", 6, {"handle": "checks_then_updates"}),
+    # 12 · the per-user limit: reserve(redis, keys, order_id, user_id, quantity, limit)
+    W("12", "forgets-its-decisions", 1, {"reserve": "forgets_its_decisions"}),
+    W("12", "check-then-act-forgetting", 1, {"reserve": "check_then_act_forgetting"}),
+    W("12", "counts-orders", 2, {"reserve": "counts_orders"}),
+    W("12", "limit-off-by-one", 2, {"reserve": "limit_off_by_one"}),
+    W("12", "stock-above-zero", 3, {"reserve": "stock_above_zero_for_the_limit"}),
+    W("12", "takes-one-unit", 3, {"reserve": "takes_one_unit_for_the_limit"}),
+    W("12", "counts-refusals", 4, {"reserve": "counts_refusals"}),
+    W("12", "counts-sold-out", 4, {"reserve": "counts_sold_out"}),
+    W("12", "check-then-act", 5, {"reserve": "check_then_act"}),
+    W("12", "locks-in-process", 5, {"reserve": "locks_in_process"}),
+    W("12", "dedupes-outside-the-script", 5, {"reserve": "dedupes_outside_the_script"}),
+    W("12", "remembers-in-process", 5, {"reserve": "remembers_in_process"}),
+    # 13 · the poison message: decode_or_dead_letter(messages, producer)
+    W("13", "reversed", 1, {"decode_or_dead_letter": "decodes_backwards"}),
+    W("13", "one-event-per-order", 1, {"decode_or_dead_letter": "one_event_per_order"}),
+    W("13", "remembers-offsets", 1, {"decode_or_dead_letter": "remembers_offsets"}),
+    W("13", "no-dead-letter", 2, {"decode_or_dead_letter": "decode_all"}),
+    W("13", "skips-the-poison", 2, {"decode_or_dead_letter": "skips_the_poison"}),
+    W("13", "one-dead-letter-topic", 2, {"decode_or_dead_letter": "one_dead_letter_topic"}),
+    W("13", "dead-letters-later", 2, {"decode_or_dead_letter": "dead_letters_later"}),
+    W("13", "own-producer", 2, {"decode_or_dead_letter": "dead_letters_on_its_own_producer"}),
+    W("13", "dead-letters-the-batch", 2, {"decode_or_dead_letter": "dead_letters_the_batch"}),
+    W("13", "altered", 3, {"decode_or_dead_letter": "dead_letter_as_text"}),
+    W("13", "no-key", 3, {"decode_or_dead_letter": "dead_letter_without_key"}),
+    # 14 · the outbox: set_status(conn, order_id, status, reason) and relay_once(conn, producer, limit)
+    W("14", "two-statements", 1, {"set_status": "two_statements"}),
+    W("14", "second-connection", 1, {"set_status": "outbox_on_a_second_connection"}),
+    W("14", "keyed-by-event", 2, {"set_status": "keyed_by_event"}),
+    W("14", "one-unit", 2, {"set_status": "one_unit"}),
+    W("14", "without-reason", 2, {"set_status": "without_reason"}),
+    W("14", "writes-for-decided", 3, {"set_status": "writes_for_decided_orders"}),
+    W("14", "guards-only-confirmed", 3, {"set_status": "moves_cancelled_orders"}),
+    W("14", "dual-write", 4, {"set_status": "dual_write"}),
+    W("14", "ignores-limit", 5, {"relay_once": "ignores_limit"}),
+    W("14", "newest-first", 5, {"relay_once": "newest_first"}),
+    W("14", "fire-and-forget", 6, {"relay_once": "fire_and_forget"}),
+    W("14", "mark-then-publish", 6, {"relay_once": "mark_then_publish"}),
+    W("14", "trusts-flush", 6, {"relay_once": "trusts_flush"}),
+    W("14", "skip-locked", 7, {"relay_once": "skips_locked_rows"}),
+    W("14", "no-lock", 7, {"relay_once": "locks_nothing"}),
+    # 15 to 18: their wrong answers are defined at the end of this module
+    W("15", "counts-orders-not-phones", 1, {"sales_per_second": "counts_orders_not_phones"}),
+    W("15", "drops-orders", 1, {"sales_per_second": "drops_an_order"}),
+    W("15", "no-dedupe", 2, {"sales_per_second": "count_every_confirmation"}),
+    W("15", "dedupe-by-event-id", 2, {"sales_per_second": "dedupe_by_event_id"}),
+    W("15", "keeps-the-last", 3, {"sales_per_second": "keeps_the_last"}),
+    W("15", "every-sale", 4, {"sales_per_second": "every_sale"}),
+    W("15", "first-seen", 5, {"sales_per_second": "first_seen"}),
+    W("16", "buckets-in-memory", 1, {"allow": "buckets_in_memory"}),
+    W("16", "one-bucket-for-everyone", 1, {"allow": "one_bucket_for_everyone"}),
+    W("16", "always", 1, {"allow": "always"}),
+    W("16", "starts-empty", 2, {"allow": "starts_empty"}),
+    W("16", "no-cap", 3, {"allow": "no_cap"}),
+    W("16", "whole-seconds-refill", 3, {"allow": "whole_seconds_refill"}),
+    W("16", "half-a-token-is-enough", 4, {"allow": "half_a_token_is_enough"}),
+    W("16", "refusal-drops-refill", 4, {"allow": "refusal_drops_refill"}),
+    W("16", "slow-clock-sets-at-back", 5, {"allow": "slow_clock_sets_at_back"}),
+    W("16", "slow-clock-refills-backwards", 5, {"allow": "slow_clock_refills_backwards"}),
+    W("16", "refuses-when-behind", 5, {"allow": "refuses_when_behind"}),
+    W("16", "the-gateways-bucket-in-redis", 5, {"allow": "the_gateways_bucket_in_redis"}),
+    W("16", "read-then-write", 6, {"allow": "read_then_write"}),
+    W("16", "lock-in-one-process", 6, {"allow": "lock_in_one_process"}),
+    W("16", "no-expire", 7, {"allow": "no_expire"}),
+    W("16", "expires-a-day-later", 7, {"allow": "expires_a_day_later"}),
+    W("16", "expires-in-a-second", 7, {"allow": "expires_in_a_second"}),
+    W("17", "forgets-version-1", 1, {"upcast_v3": "only_version_2"}),
+    W("17", "v1-without-price", 1, {"upcast_v3": "v1_without_price"}),
+    W("17", "keeps-userId", 2, {"upcast_v3": "keeps_user_id"}),
+    W("17", "v3-gets-the-v1-price", 3, {"upcast_v3": "v3_gets_the_v1_price"}),
+    W("17", "drops-the-reason", 4, {"upcast_v3": "drops_the_reason"}),
+    W("17", "wire-without-price", 4, {"to_wire": "wire_without_price"}),
+    W("17", "mutates-its-input", 5, {"upcast_v3": "upcast_in_place"}),
+    W("17", "wire-in-place", 5, {"to_wire": "wire_in_place"}),
+    W("17", "rename-without-expand", 6, {"to_wire": "renamed_in_one_step"}),
+    W("17", "contract-too-early", 6, {"to_wire": "contract_too_early"}),
+    W("17", "old-name-another-value", 6, {"to_wire": "old_name_another_value"}),
+    W("18", "invoices-every-event", 1, {"invoice_batch": "invoices_every_event"}),
+    W("18", "keyed-by-buyer", 1, {"invoice_batch": "keyed_by_buyer"}),
+    W("18", "offsets-outside-the-transaction", 2, {"invoice_batch": "offsets_by_the_consumer"}),
+    W("18", "consumer-commits-after", 2, {"invoice_batch": "consumer_commits_after"}),
+    W("18", "no-offsets", 2, {"invoice_batch": "no_offsets"}),
+    W("18", "offsets-of-the-last-messages", 2, {"invoice_batch": "offsets_of_the_last_messages"}),
+    W("18", "two-transactions", 3, {"invoice_batch": "two_transactions"}),
+    W("18", "no-transaction", 3, {"invoice_batch": "no_transaction"}),
+    W("18", "returns-the-batch-size", 4, {"invoice_batch": "returns_the_batch_size"}),
+]
 
 
-@pytest.mark.parametrize("reserve, saying", [
-    (check_then_act, "users got more than 1 unit"),
-    (counts_refusals, "a refused order must not count against its buyer"),
-], ids=["check-then-act", "counts-refusals"])
-def test_limit_check_catches(stack, reserve, saying):
-    fails(limit.check, stack, reserve, saying=saying)
+def _param(wrong: WrongAnswer):
+    return pytest.param(wrong, id=f"{wrong.exercise}-{wrong.name}",
+                        marks=[pytest.mark.broker_free] if wrong.exercise in BROKER_FREE else [])
 
 
-def decode_all(messages, producer):
-    return [ev.Event.model_validate_json(m.value() or b"") for m in messages]
+@pytest.mark.parametrize("wrong", [_param(w) for w in WRONG])
+def test_each_wrong_answer_fails_its_check_naming_the_rule_it_breaks(stack, wrong: WrongAnswer, session_stack):
+    with pytest.raises(Wrong) as failed:
+        CHECKS[wrong.exercise](stack, answer(wrong))
+    rule = failed.value.rule
+    assert rule is not None and rule.number == wrong.breaks, f"expected rule {wrong.breaks}: {failed.value}"
+    assert str(failed.value).startswith(f"rule {rule.number} ({rule.text}): ")
+    assert MODULES[wrong.exercise].RULES[rule.number - 1] == rule
+    if (wrong.exercise, wrong.name) in OBVIOUS:
+        assert failed.value.step == OBVIOUS[wrong.exercise, wrong.name], str(failed.value)
 
 
-def skip_poison(messages, producer):
-    events = []
-    for m in messages:
-        with contextlib.suppress(ValidationError):
-            events.append(ev.Event.model_validate_json(m.value() or b""))
-    return events
+@pytest.mark.broker_free
+def test_a_reserve_with_watch_multi_exec_passes_the_limit_check_in_lockstep(stack):
+    """The hint calls optimistic locking right: the lockstep of step D makes it retry, and it must still pass."""
+    limit.check(stack, answers.reserve_with_watch, buyers=40, stock=16, processes=2)
 
 
-def dead_letter_as_text(messages, producer):
-    events = []
-    for m in messages:
-        try:
-            events.append(ev.Event.model_validate_json(m.value() or b""))
-        except ValidationError as error:
-            producer.produce(ev.dead_letter_topic(m.topic()), str(error).encode(), key=m.key())
-    return events
+@pytest.mark.broker_free
+def test_a_handler_that_locks_the_row_as_it_reads_it_passes_the_consumer_check_by_hand(wired):
+    consumer.by_hand(wired.database_url, answers.handle_with_row_locks, f"locks-{uuid.uuid4().hex[:6]}")
 
 
-@pytest.mark.parametrize("decode, saying", [
-    (decode_all, "the consumer is stuck"),
-    (skip_poison, "poison messages are not in"),
-    (dead_letter_as_text, "must keep the original bytes"),
-], ids=["no-dead-letter", "dropped", "altered"])
-def test_poison_check_catches(stack, decode, saying):
-    fails(poison.check, stack, decode, saying=saying)
+def test_a_relay_that_gives_way_to_another_passes_the_outbox_check(stack):
+    """FOR UPDATE NOWAIT: the second relay at once fails instead of waiting; it publishes nothing, loses nothing."""
+    outbox.check(stack, answers.right_status, answers.relay_that_gives_way, orders=60, limit=10)
 
 
-INSERT = ("INSERT INTO orders (order_id, sale_id, user_id, product_id, quantity, status) "
-          "VALUES (%s, %s, %s, %s, %s, 'PENDING')")
-GUARDED = "UPDATE orders SET status = %s, reason = %s WHERE order_id = %s AND status = 'PENDING'"
-FINAL = {ev.STOCK_RESERVED: "CONFIRMED", ev.STOCK_INSUFFICIENT: "CANCELLED"}
-ANNOUNCE = {"PENDING": ev.ORDER_SAVED, "CONFIRMED": ev.ORDER_CONFIRMED, "CANCELLED": ev.ORDER_CANCELLED}
+@pytest.mark.broker_free
+@pytest.mark.parametrize("exercise", sorted(MODULES))
+def test_every_rule_has_a_wrong_answer_that_breaks_it(exercise):
+    broken = {w.breaks for w in WRONG if w.exercise == exercise}
+    assert broken == {rule.number for rule in MODULES[exercise].RULES}
+    assert all(w.binds and all(name in globals() for name in w.binds.values()) for w in WRONG)
+    assert {e for e, _ in OBVIOUS} == set(MODULES) and all((e, n) in {(w.exercise, w.name) for w in WRONG}
+                                                           for e, n in OBVIOUS)
 
 
-def orders_handler(insert: str, update: str, announce_row: bool = True):
-    """A handler of the orders table made of these two statements; it announces what the row says (or the event)."""
-    def handle(conn, event):
-        if event.type == ev.ORDER_CREATED:
-            conn.execute(insert, (event.orderId, event.saleId, event.userId, event.productId, event.quantity))
-        elif event.type in FINAL:
-            conn.execute(update, (FINAL[event.type], event.reason, event.orderId))
-        else:
-            return None
-        row = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
-        if row is None:
-            return None
-        said = "PENDING" if event.type == ev.ORDER_CREATED else FINAL[event.type]
-        return event.next(ANNOUNCE[row[0] if announce_row else said])
-    return handle
+RULES_SAY = re.compile(r"^The rules( \(part \d\))?:$", re.M)
 
 
-def announces_only_changes(conn, event):
-    """Announces a change only when its own statement made one (rowcount): a repeated decision announces nothing."""
-    if event.type == ev.ORDER_CREATED:
-        changed = conn.execute(INSERT + " ON CONFLICT (order_id) DO NOTHING",
-                               (event.orderId, event.saleId, event.userId, event.productId, event.quantity)).rowcount
-        return event.next(ev.ORDER_SAVED) if changed else None
-    if event.type in FINAL:
-        changed = conn.execute(GUARDED, (FINAL[event.type], event.reason, event.orderId)).rowcount
-        return event.next(ANNOUNCE[FINAL[event.type]]) if changed else None
-    return None
+def stated_rules(markdown: str) -> list[str]:
+    """The numbered list after "The rules:" (or "The rules (part 2):"), each item's lines joined."""
+    listed = RULES_SAY.split(markdown, 1)[-1].strip().split("\n\n", 1)[0]
+    return [" ".join(line.strip() for line in item.splitlines()) for item in re.split(r"^\d+\. ", listed, flags=re.M)
+            if item.strip()]
 
 
-def announces_a_new_order_every_time(conn, event):
-    """The table's first line taken literally: order.created -> order.saved, whatever the row says."""
-    said = orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED)(conn, event)
-    return event.next(ev.ORDER_SAVED) if event.type == ev.ORDER_CREATED else said
+@pytest.mark.broker_free
+@pytest.mark.parametrize("exercise", sorted(MODULES))
+def test_the_rules_are_stated_alike_in_the_notebook_the_teaching_notes_and_the_check(exercise):
+    rules = [rule.text for rule in MODULES[exercise].RULES]
+    assert [rule.number for rule in MODULES[exercise].RULES] == list(range(1, len(rules) + 1))
+    for folder in ("solutions", "exercises"):
+        path = next((ROOT / "notebooks" / folder).glob(f"{exercise}-*.ipynb"))
+        cells = nbformat.read(path, as_version=4).cells
+        told = [c.source for c in cells if c.cell_type == "markdown" and RULES_SAY.search(c.source)]
+        assert told and [rule for part in told for rule in stated_rules(part)] == rules, f"{folder}/{path.name}"
+    assert stated_rules(teaching_notes(exercise)) == rules
 
 
-def remembers_in_memory():
-    """Dedupe by eventId in a set: right as long as no batch ever fails, and the process never restarts."""
-    seen = set()
-    plain = orders_handler(INSERT, GUARDED)
-
-    def handle(conn, event):
-        if event.eventId in seen:
-            row = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
-            return event.next(ANNOUNCE[row[0]]) if row and event.type in FINAL else None
-        seen.add(event.eventId)
-        return plain(conn, event)
-    return handle
+def teaching_notes(exercise: str) -> str:
+    """The exercise's part of docs/teaching.md's "The rules each check holds"."""
+    notes = (ROOT / "docs" / "teaching.md").read_text().split("## The rules each check holds", 1)[1]
+    mine = [part for part in re.split(r"^### ", notes, flags=re.M) if part.startswith(f"{exercise} ")]
+    assert len(mine) == 1, f"docs/teaching.md: one section for exercise {exercise}"
+    return mine[0]
 
 
-def checks_then_inserts(conn, event):
-    """Is the row there? If not, insert it: two statements, with a gap between them."""
-    if event.type == ev.ORDER_CREATED and conn.execute("SELECT 1 FROM orders WHERE order_id = %s",
-                                                       (event.orderId,)).fetchone():
-        return orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED)(conn, event)
-    return orders_handler(INSERT, GUARDED)(conn, event)
+@pytest.mark.broker_free
+@pytest.mark.parametrize("exercise", sorted(MODULES))
+def test_the_notebook_and_the_teaching_notes_list_the_steps_of_its_check(exercise):
+    """The prediction asks which step the obvious answer fails: the notebook names the steps as the check does."""
+    path = next((ROOT / "notebooks" / "solutions").glob(f"{exercise}-*.ipynb"))
+    notebook = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    for text in (notebook, teaching_notes(exercise)):
+        for letter, what in MODULES[exercise].STEPS.items():
+            assert f"**{letter}.** {what}" in " ".join(text.split()), f"step {letter}: {what}"
 
 
-def checks_then_updates(conn, event):
-    """Is the row PENDING? Then update it: right one at a time, wrong when two decisions come at once."""
-    if event.type in FINAL:
-        row = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()
-        if row is not None and row[0] == "PENDING":
-            conn.execute("UPDATE orders SET status = %s, reason = %s WHERE order_id = %s",
-                         (FINAL[event.type], event.reason, event.orderId))
-        if row is None:
-            return None
-        now = conn.execute("SELECT status FROM orders WHERE order_id = %s", (event.orderId,)).fetchone()[0]
-        return event.next(ANNOUNCE[now])
-    return orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED)(conn, event)
+@pytest.fixture
+def session_stack(stack):
+    """For the wrong answers that, as a learner's cell would, reach for the notebook's `stack` themselves."""
+    answers._SESSION[:] = [stack]
+    yield stack
+    answers._SESSION.clear()
 
 
-@pytest.mark.parametrize("handle, saying", [
-    (orders_handler(INSERT, GUARDED), "the handler must be safe to run twice"),
-    (orders_handler(INSERT + " ON CONFLICT (order_id) DO UPDATE SET status = 'PENDING'", GUARDED),
-     "moved a CONFIRMED order back to PENDING"),
-    (orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED.replace(" AND status = 'PENDING'", "")),
-     "only a PENDING row may move"),
-    (announces_a_new_order_every_time, "must not announce order.saved again"),
-    (orders_handler(INSERT + " ON CONFLICT (order_id) DO NOTHING", GUARDED, announce_row=False),
-     "announce what the row says, not what the event asked for"),
-    (announces_only_changes, "The first announcement may never have left"),
-    (remembers_in_memory(), "remembered the event outside the database"),
-    (checks_then_inserts, "let one statement check and act"),
-    (checks_then_updates, "let the UPDATE check for itself"),
-], ids=["plain-insert", "upsert", "unguarded-update", "announces-created-again", "announces-the-event",
-        "announces-only-changes", "remembers-in-memory", "checks-then-inserts", "checks-then-updates"])
-def test_consumer_check_catches(wired, handle, saying):
-    """By hand only: the session's stack runs a real order service, so the check's own would compete with it."""
-    fails(consumer.by_hand, wired.database_url, handle, f"wrong-{uuid.uuid4().hex[:6]}", saying=saying)
-
-
+@pytest.mark.broker_free
 def test_consumer_check_shows_a_sql_error_on_the_first_delivery_as_it_is(wired):
     """A typo in the SQL is not a redelivery problem: the learner sees PostgreSQL's own words about it."""
     handle = orders_handler(INSERT.replace("quantity, status", "quantity, state"), GUARDED)
@@ -247,86 +327,21 @@ def test_consumer_check_shows_a_sql_error_on_the_first_delivery_as_it_is(wired):
     assert "the first order.created" in "".join(getattr(error.value, "__notes__", []))
 
 
-def set_status_in_two_transactions(conn, order_id, status, reason=None):
-    row = conn.execute("UPDATE orders SET status = %s WHERE order_id = %s AND status = 'PENDING' "
-                       "RETURNING order_id, user_id, product_id, quantity, sale_id", (status, order_id)).fetchone()
-    if row is None:
-        return False
-    event = ev.Event(type=outbox.STATUS_EVENT[status], orderId=row[0], userId=row[1], productId=row[2],
-                     quantity=row[3], saleId=row[4], reason=reason)
-    conn.execute("INSERT INTO outbox (topic, key, payload) VALUES (%s, %s, %s)",
-                 (event.topic, event.key, event.to_json().decode()))
-    return True
-
-
-def set_status(conn, order_id, status, reason=None):
-    with conn.transaction():
-        return set_status_in_two_transactions(conn, order_id, status, reason)
-
-
-def relay(mark_first: bool = False, wait: bool = True):
-    """A relay that never asks for delivery reports: it trusts flush() (when it waits at all) to tell it all."""
-    def relay_once(conn, producer, limit=100):
-        with conn.transaction():
-            rows = conn.execute("SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL ORDER BY id "
-                                "LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
-            if mark_first:
-                conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
-        for _, topic, key, payload in rows:
-            producer.produce(topic, payload.encode(), key=key)
-        if wait and producer.flush(10):
-            raise RuntimeError("the broker did not take the whole batch")
-        if not mark_first:
-            conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)", ([r[0] for r in rows],))
-        return len(rows)
-    return relay_once
-
-
-@pytest.mark.parametrize("set_status_, relay_once, saying", [
-    (set_status_in_two_transactions, relay(), "must commit together or not at all"),
-    (set_status, relay(mark_first=True), "Mark rows sent only once the broker has acknowledged them"),
-    (set_status, relay(wait=False), "Mark rows sent only once the broker has acknowledged them"),
-    (set_status, relay(), "a failure is reported only to the delivery callback"),
-], ids=["two-transactions", "mark-then-publish", "fire-and-forget", "trusts-flush"])
-def test_outbox_check_catches(stack, set_status_, relay_once, saying):
-    fails(outbox.check, stack, set_status_, relay_once, saying=saying)
-
-
-def set_status_that_reports_badly(conn, order_id, status, reason=None):
-    """Right, until a write fails: then its own error report has a bug (str + exception: a TypeError)."""
-    try:
-        return set_status(conn, order_id, status, reason)
-    except psycopg.Error as error:
-        print("could not set the status: " + error)
-        raise
-
-
 def test_outbox_check_lets_a_learners_own_error_show(stack):
     """Only the database error the check provokes is expected; a learner's TypeError must surface, not pass."""
     with pytest.raises(TypeError, match="can only concatenate str"):
-        outbox.check(stack, set_status_that_reports_badly, relay())
+        outbox.check(stack, set_status_that_reports_badly, relayer())
 
 
+@pytest.mark.broker_free
 def test_outbox_check_builds_its_sql_safely_for_any_order_id(stack):
     """Its triggers quote names and values with psycopg.sql: an orderId with a quote in it breaks nothing."""
     from flashsale.adapters import postgres
 
     outbox.create_outbox(stack)
     with postgres.connect(stack.wired().database_url) as conn:
-        ids = outbox.pending_orders(conn, f"o'brien-{uuid.uuid4().hex[:6]}", 3)
-        outbox.same_transaction(conn, set_status, ids)
-
-
-# --- The registry of wrong answers (docs: /work/notes/wrong-answers.md): one rule broken each --------------------
-
-
-@dataclass(frozen=True)
-class WrongAnswer:
-    exercise: str  # the notebook's number, "10" … "18"
-    name: str  # the test id, a few words: "decr-then-incr"
-    breaks: int  # the number of the rule it breaks (one rule each)
-    binds: dict[str, str]  # task name in the notebook -> name in this module that replaces it; a task left out keeps
-    #                        the solution's code (exercises 14 and 17 have two task cells)
+        ids = outbox.pending_orders(conn, f"o'brien-{uuid.uuid4().hex[:6]}", 4)
+        outbox.same_transaction(conn, right_status, ids)
 
 
 # --- 15 · a read model: sales_per_second(events, sale_id) -> {second: phones} -------------------------------------
@@ -636,144 +651,3 @@ def returns_the_batch_size(producer, source, messages, topic):
     producer.send_offsets_to_transaction(source.position(source.assignment()), source.consumer_group_metadata())
     producer.commit_transaction()
     return len(messages)
-
-
-WRONG: list[WrongAnswer] = [
-    WrongAnswer("15", "counts-orders-not-phones", 1, {"sales_per_second": "counts_orders_not_phones"}),
-    WrongAnswer("15", "drops-orders", 1, {"sales_per_second": "drops_an_order"}),
-    WrongAnswer("15", "no-dedupe", 2, {"sales_per_second": "count_every_confirmation"}),
-    WrongAnswer("15", "dedupe-by-event-id", 2, {"sales_per_second": "dedupe_by_event_id"}),
-    WrongAnswer("15", "keeps-the-last", 3, {"sales_per_second": "keeps_the_last"}),
-    WrongAnswer("15", "every-sale", 4, {"sales_per_second": "every_sale"}),
-    WrongAnswer("15", "first-seen", 5, {"sales_per_second": "first_seen"}),
-    WrongAnswer("16", "buckets-in-memory", 1, {"allow": "buckets_in_memory"}),
-    WrongAnswer("16", "one-bucket-for-everyone", 1, {"allow": "one_bucket_for_everyone"}),
-    WrongAnswer("16", "always", 1, {"allow": "always"}),
-    WrongAnswer("16", "starts-empty", 2, {"allow": "starts_empty"}),
-    WrongAnswer("16", "no-cap", 3, {"allow": "no_cap"}),
-    WrongAnswer("16", "whole-seconds-refill", 3, {"allow": "whole_seconds_refill"}),
-    WrongAnswer("16", "half-a-token-is-enough", 4, {"allow": "half_a_token_is_enough"}),
-    WrongAnswer("16", "refusal-drops-refill", 4, {"allow": "refusal_drops_refill"}),
-    WrongAnswer("16", "slow-clock-sets-at-back", 5, {"allow": "slow_clock_sets_at_back"}),
-    WrongAnswer("16", "slow-clock-refills-backwards", 5, {"allow": "slow_clock_refills_backwards"}),
-    WrongAnswer("16", "refuses-when-behind", 5, {"allow": "refuses_when_behind"}),
-    WrongAnswer("16", "the-gateways-bucket-in-redis", 5, {"allow": "the_gateways_bucket_in_redis"}),
-    WrongAnswer("16", "read-then-write", 6, {"allow": "read_then_write"}),
-    WrongAnswer("16", "lock-in-one-process", 6, {"allow": "lock_in_one_process"}),
-    WrongAnswer("16", "no-expire", 7, {"allow": "no_expire"}),
-    WrongAnswer("16", "expires-a-day-later", 7, {"allow": "expires_a_day_later"}),
-    WrongAnswer("16", "expires-in-a-second", 7, {"allow": "expires_in_a_second"}),
-    WrongAnswer("17", "forgets-version-1", 1, {"upcast_v3": "only_version_2"}),
-    WrongAnswer("17", "v1-without-price", 1, {"upcast_v3": "v1_without_price"}),
-    WrongAnswer("17", "keeps-userId", 2, {"upcast_v3": "keeps_user_id"}),
-    WrongAnswer("17", "v3-gets-the-v1-price", 3, {"upcast_v3": "v3_gets_the_v1_price"}),
-    WrongAnswer("17", "drops-the-reason", 4, {"upcast_v3": "drops_the_reason"}),
-    WrongAnswer("17", "wire-without-price", 4, {"to_wire": "wire_without_price"}),
-    WrongAnswer("17", "mutates-its-input", 5, {"upcast_v3": "upcast_in_place"}),
-    WrongAnswer("17", "wire-in-place", 5, {"to_wire": "wire_in_place"}),
-    WrongAnswer("17", "rename-without-expand", 6, {"to_wire": "renamed_in_one_step"}),
-    WrongAnswer("17", "contract-too-early", 6, {"to_wire": "contract_too_early"}),
-    WrongAnswer("17", "old-name-another-value", 6, {"to_wire": "old_name_another_value"}),
-    WrongAnswer("18", "invoices-every-event", 1, {"invoice_batch": "invoices_every_event"}),
-    WrongAnswer("18", "keyed-by-buyer", 1, {"invoice_batch": "keyed_by_buyer"}),
-    WrongAnswer("18", "offsets-outside-the-transaction", 2, {"invoice_batch": "offsets_by_the_consumer"}),
-    WrongAnswer("18", "consumer-commits-after", 2, {"invoice_batch": "consumer_commits_after"}),
-    WrongAnswer("18", "no-offsets", 2, {"invoice_batch": "no_offsets"}),
-    WrongAnswer("18", "offsets-of-the-last-messages", 2, {"invoice_batch": "offsets_of_the_last_messages"}),
-    WrongAnswer("18", "two-transactions", 3, {"invoice_batch": "two_transactions"}),
-    WrongAnswer("18", "no-transaction", 3, {"invoice_batch": "no_transaction"}),
-    WrongAnswer("18", "returns-the-batch-size", 4, {"invoice_batch": "returns_the_batch_size"}),
-]
-
-
-def solution(exercise: str) -> dict:
-    """What the solution notebook's task cells define (after its imports): every task solved."""
-    path = next((ROOT / "notebooks" / "solutions").glob(f"{exercise}-*.ipynb"))
-    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-    defined: dict = {}
-    exec("\n".join(line for line in code[0].source.splitlines() if line.startswith(("from ", "import "))), defined)
-    for cell in code:
-        if cell.metadata.get("flashsale") == "task":
-            exec(cell.source, defined)
-    return defined
-
-
-def answer(wrong: WrongAnswer) -> dict:
-    """The solution's tasks, with the wrong answer's bound in place of theirs."""
-    return {**solution(wrong.exercise), **{task: globals()[name] for task, name in wrong.binds.items()}}
-
-
-# How each exercise's check is called with what its task cells define, as its notebook's Check cell calls it.
-CHECKS: dict[str, Callable] = {
-    "15": lambda stack, tasks: readmodel.check(stack, tasks["sales_per_second"]),
-    "16": lambda stack, tasks: ratelimit.check(stack, tasks["allow"]),
-    "17": lambda stack, tasks: renaming.check(stack, tasks["upcast_v3"], tasks["to_wire"]),
-    "18": lambda stack, tasks: eos.check(stack, tasks["invoice_batch"]),
-}
-MODULES = {"15": readmodel, "16": ratelimit, "17": renaming, "18": eos}
-# Whose checks' outcome does not depend on the broker: exercise 16 asks Redis alone.
-BROKER_FREE = {"16"}
-# The obvious answer each notebook opens its prediction with, and the step of the check it fails at: the same on
-# every broker, which this registry's test shows on both.
-OBVIOUS = {("15", "no-dedupe"): "C", ("16", "the-gateways-bucket-in-redis"): "D",
-           ("17", "rename-without-expand"): "D", ("18", "consumer-commits-after"): "B"}
-
-
-def _param(wrong: WrongAnswer):
-    return pytest.param(wrong, id=f"{wrong.exercise}-{wrong.name}",
-                        marks=[pytest.mark.broker_free] if wrong.exercise in BROKER_FREE else [])
-
-
-@pytest.mark.parametrize("wrong", [_param(w) for w in WRONG])
-def test_each_wrong_answer_fails_its_check_naming_the_rule_it_breaks(stack, wrong: WrongAnswer):
-    with pytest.raises(Wrong) as failed:
-        CHECKS[wrong.exercise](stack, answer(wrong))
-    rule = failed.value.rule
-    assert rule is not None and rule.number == wrong.breaks, f"expected rule {wrong.breaks}: {failed.value}"
-    assert str(failed.value).startswith(f"rule {rule.number} ({rule.text}): ")
-    assert MODULES[wrong.exercise].RULES[rule.number - 1] == rule
-    if (wrong.exercise, wrong.name) in OBVIOUS:
-        assert failed.value.step == OBVIOUS[wrong.exercise, wrong.name], str(failed.value)
-
-
-@pytest.mark.broker_free
-@pytest.mark.parametrize("exercise", sorted(MODULES))
-def test_every_rule_has_a_wrong_answer_that_breaks_it(exercise):
-    broken = {w.breaks for w in WRONG if w.exercise == exercise}
-    assert broken == {rule.number for rule in MODULES[exercise].RULES}
-    assert all(w.binds and all(name in globals() for name in w.binds.values()) for w in WRONG)
-    assert {e for e, _ in OBVIOUS} == set(MODULES) and all((e, n) in {(w.exercise, w.name) for w in WRONG}
-                                                           for e, n in OBVIOUS)
-
-
-def stated_rules(markdown: str) -> list[str]:
-    """The numbered list after "The rules:", each item's lines joined."""
-    listed = markdown.split("The rules:", 1)[1].strip().split("\n\n", 1)[0]
-    return [" ".join(line.strip() for line in item.splitlines()) for item in re.split(r"^\d+\. ", listed, flags=re.M)
-            if item.strip()]
-
-
-@pytest.mark.broker_free
-@pytest.mark.parametrize("exercise", sorted(MODULES))
-def test_the_rules_are_stated_alike_in_the_notebook_the_teaching_notes_and_the_check(exercise):
-    rules = [rule.text for rule in MODULES[exercise].RULES]
-    assert [rule.number for rule in MODULES[exercise].RULES] == list(range(1, len(rules) + 1))
-    for folder in ("solutions", "exercises"):
-        path = next((ROOT / "notebooks" / folder).glob(f"{exercise}-*.ipynb"))
-        cells = nbformat.read(path, as_version=4).cells
-        told = [c.source for c in cells if c.cell_type == "markdown" and "The rules:" in c.source]
-        assert len(told) == 1 and stated_rules(told[0]) == rules, f"{folder}/{path.name}"
-    teaching = (ROOT / "docs" / "teaching.md").read_text().split("## The rules each check holds", 1)[1]
-    section = re.split(r"^### ", teaching, flags=re.M)
-    mine = [s for s in section if s.startswith(f"{exercise} ")]
-    assert len(mine) == 1 and stated_rules(mine[0]) == rules
-
-
-@pytest.mark.broker_free
-@pytest.mark.parametrize("exercise", sorted(MODULES))
-def test_the_notebook_lists_the_steps_of_its_check(exercise):
-    """The prediction asks which step the obvious answer fails: the Check cell's text names them as the check does."""
-    path = next((ROOT / "notebooks" / "solutions").glob(f"{exercise}-*.ipynb"))
-    text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
-    for letter, what in MODULES[exercise].STEPS.items():
-        assert f"**{letter}.** {what}" in " ".join(text.split()), f"step {letter}: {what}"

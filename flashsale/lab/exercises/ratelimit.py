@@ -1,12 +1,11 @@
 """Exercise 16 (stretch): one token bucket per client, shared by every gateway, in the stack's real Redis.
 
-The learner writes `allow(redis, client, rate, burst, now) -> bool`, keeping each client's bucket under a
-key that contains the client's name. `now` is passed in (seconds), so the check can play with time
-exactly: it reads each bucket's expiry off Redis (how long, not only whether there is one), spends
-bursts, refills by quarters of a second, and asks through two gateways whose clocks are a second apart.
-Last, it runs the function as production does: in gateway processes of their own (the function,
-defined in a notebook, handed to each by value with cloudpickle), each a network hop from Redis, all
-asking for one client at once.
+The learner writes `allow(redis, client, rate, burst, now) -> bool`, keeping each client's bucket under a key
+that contains the client's name. `now` is passed in (seconds), so the check can play with time exactly: it reads
+each bucket's expiry off Redis (how long, not only whether there is one), spends bursts, refills by quarters of a
+second, and asks through two gateways whose clocks are a second apart. Last, it runs the function as production
+does: in gateway processes of their own (the function, defined in a notebook, handed to each by value with
+cloudpickle), each a network hop from Redis, all asking for one client at once.
 """
 import json
 import math
@@ -241,8 +240,7 @@ def _gateway() -> None:
     """One gateway process: read the function and the request, say ready, wait for go, ask EACH times."""
     size = int.from_bytes(sys.stdin.buffer.read(8), "big")
     allow, redis_url, client, rate, burst, now = cloudpickle.loads(sys.stdin.buffer.read(size))
-    redis = FarRedis.from_url(redis_url)
-    redis.ping()
+    (redis := FarRedis.from_url(redis_url)).ping()
     print("ready", flush=True)
     sys.stdin.buffer.readline()
     print(json.dumps([bool(allow(redis, client, rate, burst, now)) for _ in range(EACH)]), flush=True)

@@ -4,11 +4,12 @@ The learner writes two functions, the two halves of "expand and contract":
 - `upcast_v3(data) -> dict`: any event as it lies in the log (version 1, 2 or 3) in version 3's shape;
 - `to_wire(event) -> dict`: what a version 3 writer puts on the topic while version 2 consumers still run.
 The check upcasts an event of each version with every field set, then every event of the notebook's real
-`order.events` (both versions are there). Then, in a sale of its own, it writes a version 3 order of two
-phones at a promotion price with `to_wire` onto the real topic, and follows it through the running services,
-which are version 2 consumers: the order recorded for its buyer, confirmed, charged the promotion price
-for both phones, and each of its events on the log, in order, read through `upcast_v3` with its buyer.
+`order.events` (both versions are there). Then, in a sale of its own, it writes a version 3 order of two phones
+at a promotion price with `to_wire` onto the real topic, and follows it through the running services (version 2
+consumers): recorded for its buyer, confirmed, charged the promotion price for both phones, and each of its
+events on the log, in order, read through `upcast_v3` with its buyer.
 """
+import contextlib
 import copy
 import json
 import time
@@ -239,11 +240,9 @@ def _stage(event_type: str) -> int:
 
 def _readable(message: bytes) -> bool:
     """An event the services read (a poison message, which they dead-letter, is nobody's version)."""
-    try:
-        ev.Event.from_json(message)
-        return True
-    except ValueError:
-        return False
+    with contextlib.suppress(ValueError):
+        return bool(ev.Event.from_json(message))
+    return False
 
 
 def _first(error: ValidationError) -> str:
