@@ -326,6 +326,24 @@ def kafka_install():
 
 
 @app.command()
+def grade(paths: list[Path] = typer.Argument(..., exists=True, help="Submitted exercise notebooks, or folders of them."),
+          csv_file: Optional[Path] = typer.Option(None, "--csv", help="Also write the table here, as CSV."),
+          jobs: int = typer.Option(1, min=1, help="Notebooks graded at once, each with a stack of its own."),
+          timeout: float = typer.Option(600, min=1, help="Seconds a notebook may run, its stack's start included.")):
+    """Grade submitted exercise notebooks: each one's task cells against a fresh stack and the kit's own check."""
+    from flashsale import grade as grading
+
+    try:
+        grades = grading.grade_all(paths, jobs, timeout, progress=lambda g: typer.echo(
+            f"{g.learner}, {g.exercise or '?'}: {'passed' if g.passed else 'failed'} ({g.seconds:.0f} s)", err=True))
+    except FileNotFoundError as error:
+        fail(error)
+    Console(width=None if sys.stdout.isatty() else 1000).print(grading.table(grades))
+    if csv_file:
+        grading.write_csv(grades, csv_file)
+
+
+@app.command()
 def lab(port: int = typer.Option(8888)):
     """Open JupyterLab on the notebooks."""
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"

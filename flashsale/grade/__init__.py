@@ -1,0 +1,114 @@
+"""`flashsale grade`: submitted exercise notebooks, each run against a fresh stack and the kit's own check.
+
+    flashsale grade submissions/ --jobs 2 --csv grades.csv
+
+Each notebook (a file, or every `*.ipynb` under a folder) is read (`submission.read`: learner, exercise,
+task cells), planned (the kit's cells with the learner's task cells, `submission.plan`) and run in a
+process of its own (`run.py`), N at a time, each with its own FLASHSALE_HOME in a fresh folder. One row
+each: learner, exercise, passed or failed, the rule that failed, seconds (`outcome.Grade`).
+"""
+import csv
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from flashsale.grade import outcome, submission
+from flashsale.grade.cleanup import TEARDOWN_S, clean_up
+from flashsale.grade.outcome import Grade
+
+TIMEOUT_S = 600  # a notebook's whole run: the slowest solution took ~130 s here alone, ~260 s beside a second job
+BACKSTOP_S = 60 + TEARDOWN_S  # past the timeout, the worker itself is stopped: it must have hung
+
+
+def notebooks(paths: Iterable[Path]) -> list[Path]:
+    """The notebooks named, and those in the folders named, in order; Jupyter's checkpoints left out."""
+    found: list[Path] = []
+    for path in paths:
+        inside = sorted(path.rglob("*.ipynb")) if path.is_dir() else [path]
+        found += [p for p in inside if ".ipynb_checkpoints" not in p.parts and p not in found]
+    return found
+
+
+def grade_all(paths: list[Path], jobs: int = 1, timeout: float = TIMEOUT_S, kit: Path = submission.KIT,
+              progress: Callable[[Grade], None] = lambda grade: None) -> list[Grade]:
+    """Grade every notebook under `paths`, `jobs` at a time; the rows in the order of the notebooks."""
+    exercises = submission.kit(kit)
+    if not exercises:
+        raise FileNotFoundError(f"no exercise notebooks in {kit}: grade from a clone of the kit")
+    work = Path(tempfile.mkdtemp(prefix="flashsale-grade-"))
+    try:
+        def one(index_path: tuple[int, Path]) -> Grade:
+            index, path = index_path
+            grade = grade_one(submission.read(path, exercises), exercises, work / str(index), timeout)
+            progress(grade)
+            return grade
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            return list(pool.map(one, enumerate(notebooks(paths))))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def grade_one(sub: submission.Submission, exercises: dict, home: Path, timeout: float) -> Grade:
+    grade = Grade(sub.learner, sub.exercise, False, "", 0.0, notebook=str(sub.path))
+    if sub.problem:
+        grade.rule, grade.detail = sub.problem
+        return grade
+    nonce = f"flashsale-grade-{secrets.token_hex(8)}:"  # unknown to the learner's code until the probe runs
+    steps = submission.plan(exercises[sub.exercise], sub.tasks, nonce)
+    home.mkdir(parents=True)
+    job, result = home.with_suffix(".job.json"), home.with_suffix(".result.json")
+    job.write_text(json.dumps({"home": str(home), "nonce": nonce, "timeout": timeout,
+                               "steps": [step.__dict__ for step in steps]}))
+    started = time.monotonic()
+    with open(home.with_suffix(".log"), "w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "flashsale.grade.run", str(job), str(result)],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            worker.wait(timeout + BACKSTOP_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+            grade.rule, grade.detail = outcome.TIMED_OUT, f"the grader's worker ran on {BACKSTOP_S} s past the timeout"
+        finally:
+            clean_up(home)
+    grade.seconds = time.monotonic() - started
+    if result.exists() and not grade.rule:
+        said = json.loads(result.read_text())
+        grade.passed, grade.rule, grade.detail = said["passed"], said["rule"], said["detail"]
+    elif not grade.rule:
+        grade.rule, grade.detail = outcome.GRADER, outcome.first_line(
+            f"the grader's worker stopped (exit {worker.returncode}): {home.with_suffix('.log').read_text()[-500:]}")
+    if sub.check_deleted:
+        said = "passed" if grade.passed else f"said {grade.rule}: {grade.detail}"
+        grade.passed, grade.rule = False, outcome.CHECK_DELETED
+        grade.detail = f"the notebook has no Check cell; the kit's check, run anyway, {said}"
+    return grade
+
+
+def table(grades: list[Grade]) -> Table:
+    """The teacher's table: the CSV's columns but the notebook's path."""
+    shown = Table(*(c.replace("passed", "result") for c in outcome.COLUMNS[:-1]), title="flashsale grade")
+    for grade in grades:  # Text, not markup: a learner's message may hold [brackets]
+        cells = [Text(cell) for cell in grade.row()[:-1]]
+        cells[2].stylize("green" if grade.passed else "red")
+        shown.add_row(*cells)
+    return shown
+
+
+def write_csv(grades: list[Grade], path: Path) -> None:
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(outcome.COLUMNS)
+        writer.writerows(grade.row() for grade in grades)
