@@ -59,6 +59,9 @@ def failed(ename: str, evalue: str, where: str, rules: tuple[str, ...] = ()) -> 
     return f"crashed: {ename}", f"{where}: {ename}: {message}"
 
 
-def first_line(text: str, width: int = 300) -> str:
+def first_line(text: str, width: int = 300, tail: bool = False) -> str:
+    """The text on one line, cut to `width`: its start, or its `tail` (where a server's log says what failed)."""
     line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    if len(line) <= width:
+        return line
+    return "…" + line[1 - width:] if tail else line[: width - 1] + "…"

@@ -97,11 +97,10 @@ def cell(nonce: str, prepare: bool = False) -> str:
 
 
 def read(nonce: str, text: str) -> dict[str, str] | None:
-    """The fingerprint a probe cell printed, or None if it printed none (its output was taken away)."""
-    for line in text.splitlines():
-        if line.startswith(nonce):
-            return json.loads(line[len(nonce):])
-    return None
+    """The fingerprint a probe cell printed; None if it printed none (its output taken away) or more than one
+    (another thread of the learner's printing a forged one into the probe's cell)."""
+    printed = [line[len(nonce):] for line in text.splitlines() if line.startswith(nonce)]
+    return json.loads(printed[0]) if len(printed) == 1 else None
 
 
 def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:

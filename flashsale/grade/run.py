@@ -29,7 +29,8 @@ from flashsale.grade.submission import Step
 def execute(steps: list[Step], home: Path, nonce: str, timeout: float) -> tuple[bool, str, str]:
     """(passed, rule, detail). Passed only if every step ran, no probe saw the kit changed, and the check held."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(step.source) for step in steps])
-    client = NotebookClient(nb, kernel_name="python3", shutdown_kernel="immediate",
+    os.environ["JUPYTER_PATH"] = str(_kernel_spec(home.with_suffix(".jupyter")))
+    client = NotebookClient(nb, kernel_name="python3", shutdown_kernel="immediate", startup_timeout=int(timeout),
                             resources={"metadata": {"path": str(home)}})
     deadline, probes, verdict, tried = time.monotonic() + timeout, Probes(nonce), None, []
     with client.setup_kernel(env={**os.environ, "FLASHSALE_HOME": str(home)}):
@@ -60,7 +61,7 @@ def execute(steps: list[Step], home: Path, nonce: str, timeout: float) -> tuple[
                 client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
     if verdict is None:
         return True, "", "; ".join(tried)
-    return False, verdict[0], outcome.first_line(verdict[1])
+    return False, verdict[0], outcome.first_line(verdict[1], tail=verdict[0] == outcome.GRADER)
 
 
 class Probes:
@@ -76,11 +77,21 @@ class Probes:
         if self.before is None:
             self.before = printed
             return None if printed else (outcome.GRADER, "the probe before the task cells printed nothing")
-        changed = probe.changes(self.before, printed) if printed else ["the probe's own output"]
+        changed = probe.changes(self.before, printed) if printed else ["the probe's own output (none, or forged)"]
         if not changed:
             return None
         return outcome.KIT_CHANGED, (f"{'during' if after_check else 'before'} the Check cell, the learner's code "
                                      f"had changed {', '.join(changed[:5])}" + (" …" if len(changed) > 5 else ""))
+
+
+def _kernel_spec(folder: Path) -> Path:
+    """A `python3` kernel of this very Python (where flashsale is), ahead of any the user installed elsewhere."""
+    spec = folder / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"],
+                                                  "display_name": "flashsale grade", "language": "python"}))
+    return folder
 
 
 def rules() -> tuple[str, ...]:

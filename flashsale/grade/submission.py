@@ -30,7 +30,7 @@ KIT = Path(__file__).resolve().parents[2] / "notebooks" / "exercises"
 class Step:
     kind: str  # setup, probe, task, try (the kit's cells between the tasks and the check), check, teardown
     source: str
-    where: str  # for the teacher: "task cell 1", "the Check cell", "cell 12 of the kit"
+    where: str  # for the teacher: "task cell 1", "the Check cell", "code cell 5 (a try-out of the task)"
 
 
 @dataclass
@@ -83,7 +83,7 @@ def plan(exercise: nbformat.NotebookNode, tasks: list[str], nonce: str) -> list[
     code = [c for c in exercise.cells if c.cell_type == "code"]
     kinds = [c.metadata.get("flashsale") for c in code]
     first, last = kinds.index("task"), len(kinds) - 1 - kinds[::-1].index("check")
-    steps = [Step("setup", c.source, f"cell {i + 1} of the kit (setup)") for i, c in enumerate(code[:first])]
+    steps = [Step("setup", c.source, f"code cell {i + 1} (setup)") for i, c in enumerate(code[:first])]
     steps.append(Step("probe", probe.cell(nonce, prepare=True), "the grader's probe"))
     mine = iter(tasks)
     for i, cell in enumerate(code[first:last + 1], start=first):
@@ -93,7 +93,7 @@ def plan(exercise: nbformat.NotebookNode, tasks: list[str], nonce: str) -> list[
             around = Step("probe", probe.cell(nonce), "the grader's probe")
             steps += [around, Step("check", cell.source, "the Check cell"), around]
         else:
-            steps.append(Step("try", cell.source, f"cell {i + 1} of the kit"))
+            steps.append(Step("try", cell.source, f"code cell {i + 1} (a try-out of the task)"))
     return [*steps, Step("teardown", code[-1].source, "the teardown cell")]
 
 

@@ -162,3 +162,9 @@ def test_the_probe_cell_leaves_no_name_in_the_notebook():
     namespace = {"get_ipython": lambda: None}
     exec(probe.cell("nonce:").replace("get_ipython().user_ns", "{}"), namespace)
     assert [name for name in namespace if not name.startswith("__")] == ["get_ipython"]
+
+
+def test_a_probes_output_forged_beside_the_real_one_is_no_fingerprint():
+    assert probe.read("n:", 'n:{"a": "1"}\n') == {"a": "1"}
+    assert probe.read("n:", 'n:{"a": "1"}\nn:{"a": "2"}\n') is None
+    assert probe.read("n:", "nothing\n") is None
