@@ -26,13 +26,13 @@ from flashsale.grade.cleanup import TEARDOWN_S, clean_up
 from flashsale.grade.submission import Step
 
 
-def execute(steps: list[Step], home: Path, nonce: str, timeout: float) -> tuple[bool, str, str]:
+def execute(steps: list[Step], home: Path, timeout: float) -> tuple[bool, str, str]:
     """(passed, rule, detail). Passed only if every step ran, no probe saw the kit changed, and the check held."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(step.source) for step in steps])
     os.environ["JUPYTER_PATH"] = str(_kernel_spec(home.with_suffix(".jupyter")))
     client = NotebookClient(nb, kernel_name="python3", shutdown_kernel="immediate", startup_timeout=int(timeout),
                             resources={"metadata": {"path": str(home)}})
-    deadline, probes, verdict, tried = time.monotonic() + timeout, Probes(nonce), None, []
+    deadline, probes, verdict, tried = time.monotonic() + timeout, Probes(), None, []
     with client.setup_kernel(env={**os.environ, "FLASHSALE_HOME": str(home)}):
         for index, step in enumerate(steps[:-1]):  # the last is the teardown
             client.timeout = max(1, int(deadline - time.monotonic()))
@@ -52,7 +52,7 @@ def execute(steps: list[Step], home: Path, nonce: str, timeout: float) -> tuple[
             else:
                 print(f"{step.where}: {time.monotonic() - started:.1f} s", flush=True)  # the job's log
                 if step.kind == "probe":
-                    verdict = probes.judge(nb.cells[index], after_check=steps[index - 1].kind == "check")
+                    verdict = probes.judge(step, nb.cells[index], after_check=steps[index - 1].kind == "check")
             if verdict is not None:
                 break
         if verdict is None or verdict[0] not in (outcome.TIMED_OUT, outcome.DIED):
@@ -68,12 +68,11 @@ class Probes:
     """The first probe's fingerprint is the kit as it was, before any of the learner's code; each later one is
     compared with it."""
 
-    def __init__(self, nonce: str):
-        self.nonce = nonce
+    def __init__(self):
         self.before: dict[str, str] | None = None
 
-    def judge(self, cell, after_check: bool) -> tuple[str, str] | None:
-        printed = probe.read(self.nonce, "".join(output.get("text", "") for output in cell.outputs))
+    def judge(self, step: Step, cell, after_check: bool) -> tuple[str, str] | None:
+        printed = probe.read(step.nonce, "".join(output.get("text", "") for output in cell.outputs))
         if self.before is None:
             self.before = printed
             return None if printed else (outcome.GRADER, "the probe before the task cells printed nothing")
@@ -108,7 +107,7 @@ def main(job: Path, result: Path) -> None:
     spec = json.loads(job.read_text())
     home = Path(spec["home"])
     try:
-        passed, rule, detail = execute([Step(**s) for s in spec["steps"]], home, spec["nonce"], spec["timeout"])
+        passed, rule, detail = execute([Step(**s) for s in spec["steps"]], home, spec["timeout"])
     finally:
         clean_up(home)
     result.write_text(json.dumps({"passed": passed, "rule": rule, "detail": detail}))

@@ -15,6 +15,7 @@ own (`notebooks/exercises/`), so a learner who edits the check or the setup grad
 """
 import ast
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class Step:
     kind: str  # setup, probe, task, try (the kit's cells between the tasks and the check), check, teardown
     source: str
     where: str  # for the teacher: "task cell 1", "the Check cell", "code cell 5 (a try-out of the task)"
+    nonce: str = ""  # a probe's: what starts the line it prints
 
 
 @dataclass
@@ -77,24 +79,30 @@ def read(path: Path, exercises: dict[str, nbformat.NotebookNode]) -> Submission:
     return Submission(path, who, name, tasks, check_deleted=not kept)
 
 
-def plan(exercise: nbformat.NotebookNode, tasks: list[str], nonce: str) -> list[Step]:
+def plan(exercise: nbformat.NotebookNode, tasks: list[str]) -> list[Step]:
     """The kit's cells up to its last check, the learner's source in each task cell, probes around the check,
     then the kit's teardown (its last cell). The kit's cells after the check only show things: left out."""
     code = [c for c in exercise.cells if c.cell_type == "code"]
     kinds = [c.metadata.get("flashsale") for c in code]
     first, last = kinds.index("task"), len(kinds) - 1 - kinds[::-1].index("check")
     steps = [Step("setup", c.source, f"code cell {i + 1} (setup)") for i, c in enumerate(code[:first])]
-    steps.append(Step("probe", probe.cell(nonce, prepare=True), "the grader's probe"))
+    steps.append(_probe(prepare=True))
     mine = iter(tasks)
     for i, cell in enumerate(code[first:last + 1], start=first):
         if kinds[i] == "task":
             steps.append(Step("task", next(mine), f"task cell {kinds[:i + 1].count('task')}"))
         elif kinds[i] == "check":
-            around = Step("probe", probe.cell(nonce), "the grader's probe")
-            steps += [around, Step("check", cell.source, "the Check cell"), around]
+            steps += [_probe(), Step("check", cell.source, "the Check cell"), _probe()]
         else:
             steps.append(Step("try", cell.source, f"code cell {i + 1} (a try-out of the task)"))
     return [*steps, Step("teardown", code[-1].source, "the teardown cell")]
+
+
+def _probe(prepare: bool = False) -> Step:
+    """A probe with a nonce of its own: the learner's code cannot know it before the probe runs (earlier
+    probes' sources are in the kernel's history), so it cannot print a line the grader would take for it."""
+    nonce = f"flashsale-grade-{secrets.token_hex(8)}:"
+    return Step("probe", probe.cell(nonce, prepare), "the grader's probe", nonce)
 
 
 def defines(source: str) -> set[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import flashsale.grade as grading
 import flashsale.lab.exercises as exercises
 from flashsale.grade import outcome, probe, submission
 from flashsale.lab.exercises import Rule, Wrong, reservation
@@ -68,7 +69,7 @@ def test_the_task_cells_are_the_submissions_and_every_other_cell_is_the_kits(tmp
     check.source = "print('All checks passed')"  # an edited Check cell grades nothing
     nb.cells.insert(3, nbformat.v4.new_code_cell("reservation.check = None"))  # nor does a cell of the learner's
     read = submission.read(saved(nb, tmp_path, "eve-10.ipynb"), KIT)
-    steps = submission.plan(KIT[read.exercise], read.tasks, "nonce:")
+    steps = submission.plan(KIT[read.exercise], read.tasks)
     kit_code = [c for c in KIT[read.exercise].cells if c.cell_type == "code"]
     kinds = [c.metadata.get("flashsale") for c in kit_code]
     task, check = kinds.index("task"), kinds.index("check")
@@ -101,7 +102,7 @@ def test_a_check_cell_deleted_is_noticed_and_the_kits_check_still_runs(tmp_path)
     nb.cells = [c for c in nb.cells if c.metadata.get("flashsale") != "check"]
     read = submission.read(saved(nb, tmp_path, "heidi-10.ipynb"), KIT)
     assert read.check_deleted
-    assert "check" in [s.kind for s in submission.plan(KIT[read.exercise], read.tasks, "nonce:")]
+    assert "check" in [s.kind for s in submission.plan(KIT[read.exercise], read.tasks)]
 
 
 def test_a_file_that_is_not_a_notebook_or_not_an_exercise_fails_clearly(tmp_path):
@@ -168,3 +169,38 @@ def test_a_probes_output_forged_beside_the_real_one_is_no_fingerprint():
     assert probe.read("n:", 'n:{"a": "1"}\n') == {"a": "1"}
     assert probe.read("n:", 'n:{"a": "1"}\nn:{"a": "2"}\n') is None
     assert probe.read("n:", "nothing\n") is None
+
+
+def runs(monkeypatch, *results: tuple[bool, str]) -> list[Path]:
+    """grade_one's runs replaced by these results, in turn; the homes it ran in."""
+    homes, left = [], list(results)
+
+    def run(sub, exercises, home, timeout):
+        homes.append(home)
+        passed, rule = left.pop(0)
+        return outcome.Grade(sub.learner, sub.exercise, passed, rule, 10.0, "said so", str(sub.path))
+    monkeypatch.setattr(grading, "_run", run)
+    return homes
+
+
+def test_a_notebook_whose_kit_setup_failed_is_graded_once_more_in_a_fresh_home(monkeypatch, tmp_path):
+    homes = runs(monkeypatch, (False, outcome.GRADER), (True, ""))
+    read = submission.read(SOLUTION, KIT)
+    grade = grading.grade_one(read, KIT, tmp_path / "0", 600)
+    assert (grade.passed, grade.seconds, len(set(homes))) == (True, 20.0, 2)
+    assert "graded twice; the first try: said so" in grade.detail
+
+
+def test_a_learners_failure_is_graded_once(monkeypatch, tmp_path):
+    homes = runs(monkeypatch, (False, outcome.TIMED_OUT), (True, ""))
+    assert grading.grade_one(submission.read(STUDENT, KIT), KIT, tmp_path / "0", 600).rule == outcome.TIMED_OUT
+    assert len(homes) == 1
+
+
+def test_a_right_answer_without_its_check_cell_fails_and_says_what_the_kits_check_said(monkeypatch, tmp_path):
+    runs(monkeypatch, (True, ""))
+    nb = nbformat.read(SOLUTION, 4)
+    nb.cells = [c for c in nb.cells if c.metadata.get("flashsale") != "check"]
+    grade = grading.grade_one(submission.read(saved(nb, tmp_path, "kim-10.ipynb"), KIT), KIT, tmp_path / "0", 600)
+    assert (grade.passed, grade.rule) == (False, outcome.CHECK_DELETED)
+    assert grade.detail.endswith("the kit's check, run anyway, passed")
