@@ -334,13 +334,9 @@ def grade(paths: list[Path] = typer.Argument(..., exists=True, help="Submitted e
     from flashsale import grade as grading
 
     try:
-        grades = grading.grade_all(paths, jobs, timeout, progress=lambda g: typer.echo(
-            f"{g.learner}, {g.exercise or '?'}: {'passed' if g.passed else 'failed'} ({g.seconds:.0f} s)", err=True))
+        grading.main(paths, csv_file, jobs, timeout)
     except FileNotFoundError as error:
         fail(error)
-    Console(width=None if sys.stdout.isatty() else 1000).print(grading.table(grades))
-    if csv_file:
-        grading.write_csv(grades, csv_file)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -106,6 +107,16 @@ def _run(sub: submission.Submission, exercises: dict, home: Path, timeout: float
             f"the grader's worker stopped (exit {worker.returncode}): {home.with_suffix('.log').read_text()[-500:]}",
             tail=True)
     return grade
+
+
+def main(paths: list[Path], csv_file: Path | None, jobs: int, timeout: float) -> list[Grade]:
+    """The command: a line on stderr as each notebook is graded, then the table (whole, in a log), the CSV."""
+    grades = grade_all(paths, jobs, timeout, progress=lambda g: print(
+        f"{g.learner}, {g.exercise or '?'}: {'passed' if g.passed else 'failed'} ({g.seconds:.0f} s)", file=sys.stderr))
+    Console(width=None if sys.stdout.isatty() else 1000).print(table(grades))
+    if csv_file:
+        write_csv(grades, csv_file)
+    return grades
 
 
 def table(grades: list[Grade]) -> Table:
