@@ -13,6 +13,7 @@ DIED = "crashed: the kernel died"
 CHECK_DELETED = "Check cell deleted"
 KIT_CHANGED = "the kit was changed"
 TASK_MISSING = "task cell missing"
+NOT_A_NOTEBOOK = "not a notebook"
 NOT_AN_EXERCISE = "not an exercise"
 GRADER = "grader error (not the learner's)"
 RULE = re.compile(r"^(rule \d+ \(.*?\)): ", re.S)

@@ -55,8 +55,8 @@ def read(path: Path, exercises: dict[str, nbformat.NotebookNode]) -> Submission:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as error:  # not JSON, not a notebook: the teacher sees why, the others are still graded
-        return Submission(path, _learner({}, path, ""), "", problem=("not a notebook", f"{type(error).__name__}: "
-                                                                     f"{error}"))
+        problem = (outcome.NOT_A_NOTEBOOK, f"{type(error).__name__}: {error}")
+        return Submission(path, _learner({}, path, ""), "", problem=problem)
     meta = nb.metadata.get("flashsale", {}) if isinstance(nb.metadata.get("flashsale"), dict) else {}
     name = _exercise(nb, meta, path, exercises)
     who = _learner(meta, path, name)

@@ -107,7 +107,7 @@ def test_a_check_cell_deleted_is_noticed_and_the_kits_check_still_runs(tmp_path)
 
 def test_a_file_that_is_not_a_notebook_or_not_an_exercise_fails_clearly(tmp_path):
     (tmp_path / "ivan-10.ipynb").write_text("{not json")
-    assert submission.read(tmp_path / "ivan-10.ipynb", KIT).problem[0] == "not a notebook"
+    assert submission.read(tmp_path / "ivan-10.ipynb", KIT).problem[0] == outcome.NOT_A_NOTEBOOK
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
     assert submission.read(saved(nb, tmp_path, "judy.ipynb"), KIT).problem[0] == outcome.NOT_AN_EXERCISE
 
