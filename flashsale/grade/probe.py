@@ -21,6 +21,7 @@ def fingerprint(prepare: bool = False, namespace: dict | None = None) -> dict[st
     `prepare`: first import every module of the package, so that nothing the check uses is imported for the
     first time after the learner's code ran (a module loaded later has no fingerprint to compare with)."""
     import builtins
+    import collections.abc
     import hashlib
     import importlib
     import pkgutil
@@ -30,7 +31,7 @@ def fingerprint(prepare: bool = False, namespace: dict | None = None) -> dict[st
     import flashsale
 
     ipython_owned = {"display", "get_ipython", "exit", "quit", "In", "Out", "input"}  # IPython swaps these itself
-    def load(path, prefix: str) -> None:
+    def load(path: collections.abc.Iterable[str], prefix: str) -> None:
         for found in pkgutil.iter_modules(path, prefix):
             if not found.name.startswith(unused) and not found.name.endswith("__main__"):
                 module = importlib.import_module(found.name)
@@ -46,7 +47,7 @@ def fingerprint(prepare: bool = False, namespace: dict | None = None) -> dict[st
     kept = sys.modules.setdefault("_flashsale_grade_kept", types.ModuleType("_flashsale_grade_kept"))
     refs = kept.__dict__.setdefault("refs", [])  # alive, so no object of the kit's frees its id for a stand-in
 
-    def token(value) -> str:
+    def token(value: object) -> str:
         if prepare:
             refs.append(value)
         kind = type(value)

@@ -68,10 +68,10 @@ class Probes:
     """The first probe's fingerprint is the kit as it was, before any of the learner's code; each later one is
     compared with it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.before: dict[str, str] | None = None
 
-    def judge(self, step: Step, cell, after_check: bool) -> tuple[str, str] | None:
+    def judge(self, step: Step, cell: nbformat.NotebookNode, after_check: bool) -> tuple[str, str] | None:
         printed = probe.read(step.nonce, "".join(output.get("text", "") for output in cell.outputs))
         if self.before is None:
             self.before = printed

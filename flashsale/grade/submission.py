@@ -123,11 +123,11 @@ def defines(source: str) -> set[str]:
     return names
 
 
-def _tagged(nb, kind: str) -> list:
+def _tagged(nb: nbformat.NotebookNode, kind: str) -> list[nbformat.NotebookNode]:
     return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("flashsale") == kind]
 
 
-def _exercise(nb, meta: dict, path: Path, exercises: dict) -> str:
+def _exercise(nb: nbformat.NotebookNode, meta: dict, path: Path, exercises: dict[str, nbformat.NotebookNode]) -> str:
     for name, kit_nb in exercises.items():
         if meta.get("goal") and meta.get("goal") == kit_nb.metadata.get("flashsale", {}).get("goal"):
             return name
