@@ -1,4 +1,4 @@
-"""`flashsale doctor` and `flashsale bundle`: a room's preparation, before the day."""
+"""`flashsale doctor`, `flashsale bundle` and `flashsale grade`: a room's preparation, and its marking after."""
 from pathlib import Path
 
 import typer
@@ -37,3 +37,18 @@ def bundle(folder: Path = typer.Argument(..., help="Where to write wheels/, kafk
     except StackError as error:
         fail(error)
     console.print(f"bundle: {folder.resolve()}; read {folder / 'INSTALL.md'}", highlight=False)
+
+
+@app.command()
+def grade(paths: list[Path] = typer.Argument(..., exists=True, help="Submitted exercise notebooks, or folders."),
+          csv_file: Path | None = typer.Option(None, "--csv", help="Also write the table here, as CSV."),
+          jobs: int = typer.Option(1, min=1, help="Notebooks graded at once, each with a stack of its own."),
+          timeout: float = typer.Option(600, min=1, help="Seconds a notebook may run, its stack's start included."),
+          ) -> None:
+    """Grade submitted exercise notebooks: each one's task cells against a fresh stack and the kit's own check."""
+    from flashsale import grade as grading
+
+    try:
+        grading.main(paths, csv_file, jobs, timeout)
+    except FileNotFoundError as error:
+        fail(error)
