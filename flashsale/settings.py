@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # (Stripe's own client waits 80 s): at 5 s, the naive shop's 1,000 charges at once timed out on a busy 2-core
     # machine by the hundred, while the provider was still working through them.
     psp_timeout_s: float = 30.0
+    # The saga's deadline: an order RESERVED this long without a payment is cancelled (PAYMENT_TIMEOUT), its unit
+    # goes back on sale, and a charge that succeeds after that is refunded (services/orders.py, expiry.py).
+    payment_deadline_s: float = Field(30.0, gt=0)
 
     # Events.
     partitions: int = 3

@@ -52,10 +52,19 @@ CREATE TABLE IF NOT EXISTS charges (
     idempotency_key text NOT NULL UNIQUE,
     order_id        text NOT NULL,
     amount          bigint NOT NULL,
-    status          text NOT NULL CHECK (status IN ('succeeded', 'declined')),
+    status          text NOT NULL CONSTRAINT charges_status_check
+                    CHECK (status IN ('succeeded', 'declined', 'refunded')),
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS charges_by_order ON charges (order_id);
+-- A charge is refunded once: one refund per charge, and a key's first refund is its answer for good.
+CREATE TABLE IF NOT EXISTS refunds (
+    refund_id       text PRIMARY KEY,
+    idempotency_key text NOT NULL UNIQUE,
+    order_id        text NOT NULL,
+    charge_id       text NOT NULL UNIQUE REFERENCES charges,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
 -- A home made before the payment saga: orders may be RESERVED, shop orders have a status.
 ALTER TABLE shop_orders ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'CONFIRMED';
 DO $$ BEGIN
@@ -64,6 +73,11 @@ DO $$ BEGIN
         ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_status_check;
         ALTER TABLE orders ADD CONSTRAINT orders_status_check
             CHECK (status IN ('PENDING', 'RESERVED', 'CONFIRMED', 'CANCELLED'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'charges_status_check'
+                   AND pg_get_constraintdef(oid) LIKE '%refunded%') THEN
+        ALTER TABLE charges DROP CONSTRAINT IF EXISTS charges_status_check;
+        ALTER TABLE charges ADD CONSTRAINT charges_status_check CHECK (status IN ('succeeded', 'declined', 'refunded'));
     END IF;
 END $$;
 """

@@ -30,14 +30,20 @@ class PaymentProvider:
 
     async def charge(self, order_id: str, amount: int, key: str) -> dict:
         """Charge `amount` cents for `order_id`, at most once per `key`: the receipt, or Declined, or Unavailable."""
+        return await self._post("/charges", {"orderId": order_id, "amount": amount}, key)
+
+    async def refund(self, order_id: str, key: str) -> dict:
+        """Refund the order's succeeded charge, at most once per `key`: the refund, or Unavailable (retry)."""
+        return await self._post("/refunds", {"orderId": order_id}, key)
+
+    async def _post(self, path: str, body: dict[str, Any], key: str) -> dict:
         if self.session is None:  # up to 200 charges in flight: the naive shop sends one per buyer, all at once
             self.session = aiohttp.ClientSession(self.url, timeout=self.timeout,
                                                  connector=aiohttp.TCPConnector(limit=200))
         try:
-            async with self.session.post("/charges", json={"orderId": order_id, "amount": amount},
-                                         headers={"Idempotency-Key": key}) as answer:
+            async with self.session.post(path, json=body, headers={"Idempotency-Key": key}) as answer:
                 status, text = answer.status, await answer.text()
-        except (TimeoutError, aiohttp.ClientError) as error:  # charged or not, we cannot tell
+        except (TimeoutError, aiohttp.ClientError) as error:  # done or not, we cannot tell
             raise Unavailable(f"no answer from the payment provider ({type(error).__name__})") from None
         if status == 402:
             raise Declined(json.loads(text)["error"]["message"])

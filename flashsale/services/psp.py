@@ -2,6 +2,7 @@
 
 POST /charges           {"orderId", "amount"} + Idempotency-Key -> 201 succeeded, 402 declined, 503 in an outage
 GET  /charges?orderId=  every charge of one order
+POST /refunds           {"orderId"} + Idempotency-Key -> 201 refunded: the order's succeeded charge, once
 POST /admin/behaviour   (admin token) its delay, failure rate and outage window, live: `flashsale psp`
 
 A key is charged once, as real providers promise: its first answer (succeeded or declined) is stored in
@@ -20,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Header
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
@@ -53,9 +55,17 @@ class BehaviourChange(BaseModel):
     outageSeconds: float | None = Field(None, ge=0, le=3600)  # down from now for this long; 0 ends an outage
 
 
+OrderId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,128}$")]
+
+
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    orderId: OrderId
+
+
 class ChargeRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
-    orderId: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,128}$")]
+    orderId: OrderId
     amount: int = Field(ge=1, le=10**12)  # cents
 
 
@@ -127,9 +137,42 @@ async def charge(body: ChargeRequest, provider: TheProvider,
     return {"chargeId": charge_id, "orderId": order_id, "status": status}
 
 
+# A refund takes the order's succeeded charge (its row lock makes a second refund of it wait, then find it
+# refunded) and stores the key's answer, in one transaction: a key refunds once, a charge is refunded once.
+REFUND_CHARGE = ("UPDATE charges SET status = 'refunded' WHERE charge_id = (SELECT charge_id FROM charges "
+                 "WHERE order_id = %(order)s AND status = 'succeeded' LIMIT 1) AND status = 'succeeded' "
+                 "RETURNING charge_id")
+STORE_REFUND = ("INSERT INTO refunds (refund_id, idempotency_key, order_id, charge_id) "
+                "VALUES (%(refund)s, %(key)s, %(order)s, %(charge)s) ON CONFLICT (idempotency_key) DO NOTHING "
+                "RETURNING refund_id, order_id")
+FIND_REFUND = "SELECT refund_id, order_id FROM refunds WHERE idempotency_key = %(key)s"
+
+
+@routes.post("/refunds", status_code=201, response_model=None)
+async def refund(body: RefundRequest, provider: TheProvider,
+                 idempotency_key: Annotated[str, Header(min_length=1, max_length=128)]) -> dict[str, Any]:
+    if provider.behaviour.outage_left_s > 0:
+        raise ApiError(503, "PROVIDER_UNAVAILABLE", "The payment provider is down; retry with the same key.",
+                       {"Retry-After": "1"})
+    await asyncio.sleep(provider.behaviour.delay_ms / 1000)
+    attempt = {"refund": f"re_{uuid.uuid4().hex}", "key": idempotency_key, "order": body.orderId}
+    async with provider.db.connection() as conn:
+        first = await (await conn.execute(FIND_REFUND, attempt)).fetchone()
+        if first is None:
+            async with conn.transaction():
+                charged = await (await conn.execute(REFUND_CHARGE, attempt)).fetchone()
+                if charged is not None:
+                    first = await (await conn.execute(STORE_REFUND, {**attempt, "charge": charged[0]})).fetchone()
+                    if first is None:  # the same key refunded another order meanwhile: keep that answer
+                        raise psycopg.Rollback()
+            first = first or await (await conn.execute(FIND_REFUND, attempt)).fetchone()
+    if first is None:
+        raise ApiError(409, "NOTHING_TO_REFUND", f"Order {body.orderId} has no succeeded charge to refund.")
+    return {"refundId": first[0], "orderId": first[1], "status": "refunded"}
+
+
 @routes.get("/charges", response_model=None)
-async def charges_of(orderId: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,128}$")],
-                     provider: TheProvider) -> dict[str, Any]:
+async def charges_of(orderId: OrderId, provider: TheProvider) -> dict[str, Any]:
     async with provider.db.connection() as conn:
         rows = await (await conn.execute("SELECT charge_id, order_id, status, created_at FROM charges "
                                          "WHERE order_id = %s ORDER BY created_at", (orderId,))).fetchall()

@@ -53,3 +53,12 @@ def test_consumers_wait_for_events_as_their_broker_needs(changes, wait_ms):
     waits = choose(Settings(**changes)).waiting
     assert waits["fetch.wait.max.ms"] == wait_ms
     assert ("queued.min.messages" in waits) == (wait_ms < 500)  # the backoff would hold a partition out of a long poll
+
+
+def test_the_payment_deadline_is_30_s_unless_the_environment_says_otherwise(monkeypatch):
+    assert Settings().payment_deadline_s == 30
+    monkeypatch.setenv("FLASHSALE_PAYMENT_DEADLINE_S", "3")
+    assert Settings().payment_deadline_s == 3
+    monkeypatch.setenv("FLASHSALE_PAYMENT_DEADLINE_S", "0")
+    with pytest.raises(ValueError, match="payment_deadline_s"):
+        Settings()
