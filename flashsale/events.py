@@ -36,9 +36,14 @@ PAYMENT_FAILED = "payment.failed"  # payments: the provider declined the charge
 STOCK_RELEASED = "inventory.released"  # inventory: the unit of an unpaid order is back in stock
 ORDER_CONFIRMED = "order.confirmed"  # orders: the row is CONFIRMED
 ORDER_CANCELLED = "order.cancelled"  # orders: the row is CANCELLED
+# The saga's deadline: an order RESERVED longer than Settings.payment_deadline_s is cancelled by orders.
+ORDER_EXPIRED = "order.expired"  # orders: the payment did not come in time; inventory gives the unit back
+REFUND_DUE = "payment.refund_due"  # orders: a charge succeeded after its order expired; payments refunds it
+PAYMENT_REFUNDED = "payment.refunded"  # payments: the provider refunded that charge, once
 INVOICE_ISSUED = "invoice.issued"  # the invoice job: one invoice per order.confirmed it read
 
 PAYMENT_FAILED_REASON = "PAYMENT_FAILED"  # why an order whose charge was declined is cancelled
+PAYMENT_TIMEOUT_REASON = "PAYMENT_TIMEOUT"  # why an order not paid within the deadline is cancelled
 
 # What the notification service tells every browser (the WebSocket message types).
 ORDER_UPDATE = "order_update"
@@ -93,6 +98,7 @@ class Event(BaseModel):
     reason: Text | None = None  # on inventory.insufficient, payment.failed and order.cancelled
     availableStock: int | None = None  # on inventory.* : stock left after the decision
     priceCents: Int32 | None = None  # version 2: the unit price the buyer was shown (order.created onwards)
+    refunded: bool | None = None  # on order.cancelled (PAYMENT_TIMEOUT): the late charge was given back
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "Event":

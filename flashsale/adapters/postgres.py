@@ -65,6 +65,12 @@ CREATE TABLE IF NOT EXISTS refunds (
     charge_id       text NOT NULL UNIQUE REFERENCES charges,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
+-- The saga's deadline (services/expiry.py): an expired order is announced once the broker has it (an outbox flag),
+-- and a late charge's refund is recorded on its row.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS announced boolean NOT NULL DEFAULT true;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS refunded boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS orders_reserved_since ON orders (updated_at) WHERE status = 'RESERVED';
+CREATE INDEX IF NOT EXISTS orders_unannounced ON orders (updated_at) WHERE NOT announced;
 -- A home made before the payment saga: orders may be RESERVED, shop orders have a status.
 ALTER TABLE shop_orders ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'CONFIRMED';
 DO $$ BEGIN

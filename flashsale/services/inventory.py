@@ -2,6 +2,7 @@
 
 order.saved    -> inventory.reserved or inventory.insufficient
 payment.failed -> inventory.released (the unit back in stock, once)
+order.expired  -> inventory.released (the same: the payment did not come within the deadline)
 
 The rules are `rules.reservation.reserve_all` and `release_all` (one Lua script
 per order, atomic and idempotent). On start this service seeds nothing: the
@@ -21,15 +22,16 @@ from flashsale.services.runner import run_consumer_service
 from flashsale.settings import Settings
 
 TOPICS = [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS]
+RELEASES = (ev.PAYMENT_FAILED, ev.ORDER_EXPIRED)  # the saga's compensations: the unit goes back, once per order
 
 
 def handle(redis: Redis, batch: list[ev.Event]) -> list[ev.Event]:
     out: list[ev.Event] = []
-    mine = sorted((e for e in batch if e.type in (ev.ORDER_SAVED, ev.PAYMENT_FAILED)), key=lambda e: e.saleId)
+    mine = sorted((e for e in batch if e.type in (ev.ORDER_SAVED, *RELEASES)), key=lambda e: e.saleId)
     for sale_id, group in groupby(mine, key=lambda e: e.saleId):
         events = list(group)
         saved = [e for e in events if e.type == ev.ORDER_SAVED]
-        failed = [e for e in events if e.type == ev.PAYMENT_FAILED]
+        failed = [e for e in events if e.type in RELEASES]
         sale = sale_by_id(redis, sale_id)
         if sale is None:  # a sale we never started: nothing to sell, nothing to give back
             out += [e.next(ev.STOCK_INSUFFICIENT, reason="UNKNOWN_SALE", availableStock=0) for e in saved]

@@ -5,6 +5,9 @@ inventory.reserved     -> row RESERVED   -> order.reserved     (a unit is held; 
 inventory.insufficient -> row CANCELLED  -> order.cancelled
 payment.succeeded      -> row CONFIRMED  -> order.confirmed
 payment.failed         -> row CANCELLED  -> order.cancelled    (reason PAYMENT_FAILED; inventory releases)
+(deadline passed)      -> row CANCELLED  -> order.expired, order.cancelled  (PAYMENT_TIMEOUT: expiry.py)
+payment.succeeded, too late            -> payment.refund_due (the row stays CANCELLED; payments refunds)
+payment.refunded       -> row refunded   -> order.cancelled    (PAYMENT_TIMEOUT, refunded: the buyer is told)
 
 Every event may arrive twice, and events of different topics in any order. The row
 is the dedupe: an insert that finds the row does nothing, a row only moves forward
@@ -17,6 +20,7 @@ import psycopg
 from flashsale import events as ev
 from flashsale.adapters import postgres
 from flashsale.adapters.dead_letters import Handler, Postponed
+from flashsale.services.expiry import deadline
 from flashsale.services.runner import run_consumer_service
 from flashsale.settings import Settings
 
@@ -36,6 +40,9 @@ MOVE_FORWARD = """
     FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(order_id, status, reason)
     WHERE o.order_id = d.order_id
       AND (o.status = 'PENDING' OR (o.status = 'RESERVED' AND d.status IN ('CONFIRMED', 'CANCELLED')))"""
+RECORD_REFUND = """
+    UPDATE orders SET refunded = true, updated_at = now()
+    WHERE order_id = ANY(%s) AND status = 'CANCELLED' AND NOT refunded"""
 
 
 def furthest(decided: list[ev.Event]) -> dict[str, ev.Event]:
@@ -51,7 +58,8 @@ def handle(conn: psycopg.Connection, batch: list[ev.Event]) -> list[ev.Event]:
     """Apply a batch in one transaction; return the events that announce each order's state."""
     created = {e.orderId: e for e in batch if e.type == ev.ORDER_CREATED}
     decided = furthest([e for e in batch if e.type in SETTLES])  # our own announcements come back too: ignored
-    if not created and not decided:
+    refunds = {e.orderId: e for e in batch if e.type == ev.PAYMENT_REFUNDED}
+    if not created and not decided and not refunds:
         return []
     with conn.transaction():
         if created:
@@ -61,17 +69,21 @@ def handle(conn: psycopg.Connection, batch: list[ev.Event]) -> list[ev.Event]:
         if decided:
             conn.execute(MOVE_FORWARD, (list(decided), [SETTLES[e.type] for e in decided.values()],
                                         [e.reason for e in decided.values()]))
-        rows = conn.execute("SELECT order_id, status, reason FROM orders WHERE order_id = ANY(%s)",
-                            (list(created.keys() | decided.keys()),)).fetchall()
-    state = {order_id: (status, reason) for order_id, status, reason in rows}
+        if refunds:
+            conn.execute(RECORD_REFUND, (list(refunds),))
+        rows = conn.execute("SELECT order_id, status, reason, refunded FROM orders WHERE order_id = ANY(%s)",
+                            (list(created.keys() | decided.keys() | refunds.keys()),)).fetchall()
+    state = {order_id: (status, reason, refunded) for order_id, status, reason, refunded in rows}
     out = []
-    for event in [*created.values(), *(e for e in decided.values() if e.orderId not in created)]:
+    for event in {**refunds, **created, **decided}.values():  # one per order: decided, else created, else refunded
         if event.orderId not in state:
             continue  # a decision about an order never recorded (a forged event): nothing to update
-        status, reason = state[event.orderId]
+        status, reason, refunded = state[event.orderId]
         if event.type == ev.ORDER_CREATED and status != "PENDING":
             continue  # already decided: inventory need not hear of it again
-        out.append(event.next(ANNOUNCE[status], reason=reason))
+        out.append(event.next(ANNOUNCE[status], reason=reason, refunded=refunded or None))
+        if event.type == ev.PAYMENT_SUCCEEDED and reason == ev.PAYMENT_TIMEOUT_REASON and not refunded:
+            out.append(event.next(ev.REFUND_DUE, reason=reason))  # paid after it expired: give the money back
     return out
 
 
@@ -90,4 +102,4 @@ def handler(settings: Settings) -> Handler:
 
 
 if __name__ == "__main__":
-    run_consumer_service("orders", TOPICS, handler)
+    run_consumer_service("orders", TOPICS, handler, deadline)

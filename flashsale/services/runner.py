@@ -32,16 +32,18 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-def run_consumer_service(name: str, topics: list[str], handle: Callable[[Settings], Handler]) -> None:
+def run_consumer_service(name: str, topics: list[str], handle: Callable[[Settings], Handler],
+                         timer: Callable[[Settings], kafka.Timer] | None = None) -> None:
     """Run consumer service `name` until SIGTERM: its group is its name, `handle(settings)` makes its batch handler
-    (with the connections it needs), and the broker's profile says how it takes its partitions."""
+    (with the connections it needs), `timer(settings)` what its loop does between batches, and the broker's profile
+    says how it takes its partitions."""
     configure_logging(name)
     tune_gc()
     settings = Settings()
     profile = choose(settings)
     log.info("consuming %s as %s instance %d (%s)", topics, name, settings.instance,
              "group member" if profile.groups else f"owns p % {settings.instances} == {settings.instance}")
-    kafka.kafka_loop(settings, profile, name).run(topics, handle(settings))
+    kafka.kafka_loop(settings, profile, name).run(topics, handle(settings), timer(settings) if timer else None)
 
 
 def run_http_service(create_app: Callable[[Settings], Any], settings: Settings, port: int) -> None:

@@ -215,3 +215,59 @@ def test_a_fatal_consumer_error_stops_the_loop_and_closes_its_parts():
     with pytest.raises(SystemExit):
         ConsumerLoop(source, sink, Owner(log), StopSignal(), pause_s=0).run([ev.ORDER_EVENTS], saved)
     assert source.closed and sink.closed and not log.of("commit")
+
+
+class Deadline:
+    """A timer with one expiry due at its first tick: what it was told was announced, and how often it ran."""
+
+    def __init__(self, fails: int = 0):
+        self.fails, self.ticks, self.told = fails, 0, []
+        self.pending = [ev.Event(type=ev.ORDER_EXPIRED, orderId="late", userId="u", productId="P", quantity=1,
+                                 saleId=1, reason=ev.PAYMENT_TIMEOUT_REASON)]
+
+    def due(self):
+        self.ticks += 1
+        if self.fails:
+            self.fails -= 1
+            raise Postponed("PostgreSQL is unavailable")
+        return list(self.pending)
+
+    def announced(self, events):
+        self.told += events
+        self.pending = []
+
+
+def run_with(timer, messages, refusals: int = 0) -> Log:
+    """The loop runs until its messages are committed and the timer was told its expiry was announced."""
+    log, stop = Log(), StopSignal()
+
+    class UntilAnnounced(Source):
+        def next_batch(self):
+            if log.of("commit") and timer.told:
+                stop.set()
+            return super().next_batch()
+
+    ConsumerLoop(UntilAnnounced(log, StopSignal(), messages), Sink(log, refusals), Owner(log), stop,
+                 pause_s=0).run([ev.ORDER_EVENTS], saved, timer)
+    return log
+
+
+def test_a_timers_due_events_are_published_between_batches_and_only_then_marked_announced():
+    timer = Deadline()
+    log = run_with(timer, [created("a", 0)])
+    published = [[e.orderId for e in records] for records in log.of("publish")]
+    assert published == [["late"], ["a"]] and [e.orderId for e in timer.told] == ["late"]
+
+
+def test_an_announcement_the_broker_refuses_is_not_marked_and_is_published_again_at_the_next_tick():
+    timer = Deadline()
+    log = run_with(timer, [created("a", 0), created("b", 1)], refusals=1)  # the timer's first publish is refused
+    assert [e.orderId for e in timer.told] == ["late"] and timer.ticks >= 2
+    assert [[e.orderId for e in records] for records in log.of("publish")] == [["a", "b"], ["late"]]
+
+
+def test_a_timer_that_fails_does_not_stop_the_loop_and_runs_again():
+    timer = Deadline(fails=1)
+    log = run_with(timer, [created("a", 0)])
+    assert timer.ticks >= 2 and log.of("commit") == [[0]]
+    assert [e.orderId for e in timer.told] == ["late"]

@@ -50,6 +50,15 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class Timer(Protocol):
+    """Work a loop does between batches, on its own clock (the orders service's payment deadline): the events that
+    are due now, and what to do once the broker has acknowledged them (mark them announced)."""
+
+    def due(self) -> list[Event]: ...
+
+    def announced(self, events: list[Event]) -> None: ...
+
+
 S = TypeVar("S", bound=Source)
 
 
@@ -73,12 +82,13 @@ class ConsumerLoop(Generic[S]):
     pause_s: float = 0.5  # before a failed batch is read again
     beat: Callable[[], None] = lambda: None  # looping, and in its group: `flashsale status` reads it
 
-    def run(self, topics: list[str], handle: Handler) -> None:
+    def run(self, topics: list[str], handle: Handler, timer: Timer | None = None) -> None:
         """Consume, handle a batch, publish what it produced and its dead letters, then commit. Until stopped.
 
         A batch that fails is rewound and tried again. `Postponed` (an outage) is retried for as long as it lasts;
         after `attempts` other failures in a row, its events are handled one at a time and the one that still
-        fails is dead-lettered (`isolate`), so a bug costs one order, not the partition.
+        fails is dead-lettered (`isolate`), so a bug costs one order, not the partition. A `timer`'s due events
+        are published between batches, in the same thread: nothing runs unwatched beside the loop.
         """
         self.owner.take(self.source, topics)
         failures = 0  # how many times in a row the batch at the head of the partitions has failed
@@ -87,6 +97,8 @@ class ConsumerLoop(Generic[S]):
                 while not self.stop.stopped:
                     if self.source.joined():
                         self.beat()
+                    if timer is not None:
+                        self.tick(timer)
                     messages = self.owner.admit(self.source, self.source.next_batch())
                     if not messages:
                         continue
@@ -114,6 +126,18 @@ class ConsumerLoop(Generic[S]):
             self.source.close()
             self.sink.close()
             log.info("stopped cleanly" if self.stop.stopped else "stopped by an error")
+
+
+    def tick(self, timer: Timer) -> None:
+        """Publish what the timer says is due, then tell it so; a failure is logged and tried at the next tick."""
+        try:
+            if due := timer.due():
+                self.sink.publish(due)
+                timer.announced(due)
+        except Postponed as error:
+            log.warning("timer postponed: %s", error)
+        except Exception:
+            log.exception("timer failed; it runs again at its next tick")
 
 
 class _Handlers:
