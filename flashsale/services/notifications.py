@@ -31,7 +31,8 @@ def handle(batch: list[ev.Event], stock_of: Callable[[int], int]) -> list[ev.Not
         if event.type in ORDER_STATUS:
             out.append(ev.Notification(type=ev.ORDER_UPDATE, data={
                 "orderId": event.orderId, "status": ORDER_STATUS[event.type],
-                "reason": event.reason, "userId": event.userId}))
+                "reason": event.reason, "userId": event.userId,
+                **({"refunded": True} if event.refunded else {})}))  # paid after it expired: the money is back
         elif event.availableStock is not None:
             moved[(event.productId, event.saleId)] = None
     # saleId lets a browser ignore a late figure from a sale that has since been reset.

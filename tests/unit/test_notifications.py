@@ -31,3 +31,11 @@ def test_one_stock_update_per_batch_with_the_stock_as_the_decider_has_it_now():
 
 def test_created_events_say_nothing():
     assert handle([event(ev.ORDER_CREATED, "a")], no_stock) == []
+
+
+def test_a_refund_after_an_expiry_tells_the_buyer_cancelled_payment_timeout_refunded():
+    out = handle([event(ev.ORDER_CANCELLED, "late", reason="PAYMENT_TIMEOUT", refunded=True),
+                  event(ev.ORDER_CANCELLED, "timed-out", reason="PAYMENT_TIMEOUT")], no_stock)
+    assert [n.data for n in out] == [
+        {"orderId": "late", "status": "CANCELLED", "reason": "PAYMENT_TIMEOUT", "userId": "u-late", "refunded": True},
+        {"orderId": "timed-out", "status": "CANCELLED", "reason": "PAYMENT_TIMEOUT", "userId": "u-timed-out"}]
