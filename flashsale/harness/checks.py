@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 import psycopg
 
 from flashsale.adapters import postgres, redis as redis_adapter
-from flashsale.events import PAYMENT_FAILED_REASON
+from flashsale.events import PAYMENT_FAILED_REASON, PAYMENT_TIMEOUT_REASON
 from flashsale.rules.reservation import RELEASED
 from flashsale.sale import available_stock, sale_by_id
 from flashsale.settings import Settings
@@ -29,8 +29,11 @@ class Invariants:
     paid: int = 0  # successful charges of the sale's orders
     unpaid: int = 0  # CONFIRMED orders without a successful charge
     chargedTwice: int = 0  # orders with more than one successful charge
-    paidButCancelled: int = 0  # CANCELLED orders with a successful charge: money taken, no phone
-    notReleased: int = 0  # orders cancelled for a failed payment whose unit inventory did not give back
+    paidButCancelled: int = 0  # orders not CONFIRMED with a successful charge not refunded: money taken, no phone
+    notReleased: int = 0  # orders cancelled for a failed or late payment whose unit inventory did not give back
+    refunded: int = 0  # late charges given back (an order that expired, then was paid)
+    refundedTwice: int = 0  # orders with more than one refund
+    overdue: int = 0  # orders RESERVED longer than the payment deadline plus the time to settle
 
     @property
     def oversold(self) -> int:
@@ -52,8 +55,18 @@ class Invariants:
         return self.unpaid == 0 and self.chargedTwice == 0 and self.paidButCancelled == 0 and self.notReleased == 0
 
     @property
+    def nobody_pays_for_nothing(self) -> bool:
+        """Invariant 7: every successful charge belongs to a CONFIRMED order, or was refunded, once."""
+        return self.paidButCancelled == 0 and self.refundedTwice == 0
+
+    @property
+    def nobody_waits_forever(self) -> bool:
+        """Invariant 8: no order stays RESERVED past the payment deadline plus the time to settle."""
+        return self.overdue == 0
+
+    @property
     def ok(self) -> bool:
-        return self.sold_right and self.paid_once
+        return self.sold_right and self.paid_once and self.nobody_pays_for_nothing and self.nobody_waits_forever
 
     def as_dict(self) -> dict:
         return {**asdict(self), "oversold": self.oversold, "conserved": self.conserved, "ok": self.ok}
@@ -80,7 +93,29 @@ def settle(settings: Settings, order_ids: list[str], timeout: float = 60) -> flo
     return None
 
 
-def invariants(settings: Settings, sale_id: int, accepted_ids: Sequence[str] = ()) -> Invariants:
+@dataclass(frozen=True)
+class OrderPayments:
+    """One order of a sale, and what the provider holds for it."""
+    orderId: str
+    status: str
+    reason: str | None
+    charges: int  # successful charges not refunded
+    refunds: int
+    waitedS: float  # seconds since the row last moved: for a RESERVED row, since it was reserved
+
+
+def payment_counts(orders: Sequence[OrderPayments], deadline_s: float, settle_s: float) -> dict[str, int]:
+    """Invariants 6-8 counted over a sale's orders: a pure function, so each wrong state has a unit test."""
+    return {"paid": sum(o.charges for o in orders),
+            "unpaid": sum(o.status == "CONFIRMED" and o.charges == 0 for o in orders),
+            "chargedTwice": sum(o.charges + o.refunds > 1 for o in orders),
+            "paidButCancelled": sum(o.status != "CONFIRMED" and o.charges > 0 for o in orders),
+            "refunded": sum(o.refunds for o in orders), "refundedTwice": sum(o.refunds > 1 for o in orders),
+            "overdue": sum(o.status == "RESERVED" and o.waitedS > deadline_s + settle_s for o in orders)}
+
+
+def invariants(settings: Settings, sale_id: int, accepted_ids: Sequence[str] = (), settle_s: float = 30) -> Invariants:
+    """The invariants of one sale now; `settle_s`: how long past the payment deadline an order may take to settle."""
     redis = redis_adapter.connect(settings.redis_url)
     sale = sale_by_id(redis, sale_id)
     if sale is None:
@@ -96,24 +131,21 @@ def invariants(settings: Settings, sale_id: int, accepted_ids: Sequence[str] = (
         final = postgres.scalar(pg, "SELECT count(*) FROM orders WHERE order_id = ANY(%s) "
                                     "AND status IN ('CONFIRMED', 'CANCELLED')", (list(set(accepted_ids)),))
         payments = pg.execute(PAYMENTS, (sale_id,)).fetchall()
-    paid = {order: charges for order, _, _, charges in payments}
-    unpaid_ones = [order for order, status, reason, _ in payments if reason == PAYMENT_FAILED_REASON]
-    released = redis.hmget(sale.keys.decisions, unpaid_ones) if unpaid_ones else []
+    orders = [OrderPayments(*row) for row in payments]
+    released_ones = [o.orderId for o in orders if o.reason in (PAYMENT_FAILED_REASON, PAYMENT_TIMEOUT_REASON)]
+    released = redis.hmget(sale.keys.decisions, released_ones) if released_ones else []
     return Invariants(sale_id, sale.initialStock, available_stock(redis, sale), units, counts.get("CONFIRMED", 0),
                       counts.get("CANCELLED", 0), counts.get("PENDING", 0), len(set(accepted_ids)) - final, over_limit,
-                      reserved=counts.get("RESERVED", 0), paid=sum(paid.values()),
-                      unpaid=sum(status == "CONFIRMED" and paid[order] == 0 for order, status, _, _ in payments),
-                      chargedTwice=sum(charges > 1 for charges in paid.values()),
-                      paidButCancelled=sum(status == "CANCELLED" and paid[order] > 0
-                                           for order, status, _, _ in payments),
-                      notReleased=sum(decision != RELEASED.encode() for decision in released))
+                      reserved=counts.get("RESERVED", 0), notReleased=sum(d != RELEASED.encode() for d in released),
+                      **payment_counts(orders, settings.payment_deadline_s, settle_s))
 
 
-# Each order of a sale with its successful charges at the provider (its ledger shares the server).
+# Each order of a sale with its successful charges and its refunds at the provider (its ledger shares the server).
 PAYMENTS = """
-    SELECT o.order_id, o.status, o.reason, count(c.charge_id) FILTER (WHERE c.status = 'succeeded')
-    FROM orders o LEFT JOIN charges c ON c.order_id = o.order_id
-    WHERE o.sale_id = %s GROUP BY o.order_id, o.status, o.reason"""
+    SELECT o.order_id, o.status, o.reason, count(c.charge_id) FILTER (WHERE c.status = 'succeeded'),
+           count(r.refund_id), extract(epoch FROM now() - o.updated_at)::float
+    FROM orders o LEFT JOIN charges c ON c.order_id = o.order_id LEFT JOIN refunds r ON r.charge_id = c.charge_id
+    WHERE o.sale_id = %s GROUP BY o.order_id, o.status, o.reason, o.updated_at"""
 
 
 def shop_sale(settings: Settings, sale_id: int, checkout: str) -> dict:

@@ -31,7 +31,8 @@ class Tally:
     oversold: int = 0
     double_reservations: int = 0  # stock taken twice for one order, or a user over the limit
     charged_twice: int = 0  # orders with more than one successful charge
-    not_paid_once: int = 0  # CONFIRMED orders without a charge, CANCELLED ones with one, units not given back
+    not_paid_once: int = 0  # CONFIRMED orders without a charge, others with one not refunded once, units not back
+    overdue: int = 0  # orders RESERVED past the payment deadline and the time to settle (invariant 8)
     lost_by_design: int = 0  # accepted, then lost with a memory broker's contents: the documented risk
     hostile: Counter = field(default_factory=Counter)  # generated requests, and how many got a 5xx
 
@@ -39,7 +40,7 @@ class Tally:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.injections.items()))
         return (f"injections {sum(self.injections.values())} ({kinds}); sales {self.sales}, orders {self.orders}, "
                 f"lost {self.lost}, oversold {self.oversold}, double reservations {self.double_reservations}, "
-                f"charged twice {self.charged_twice}, not paid once {self.not_paid_once}; "
+                f"charged twice {self.charged_twice}, not paid once {self.not_paid_once}, overdue {self.overdue}; "
                 f"lost with the memory broker's contents (documented, not counted) {self.lost_by_design}; "
                 f"generated requests {self.hostile['requests']}, 5xx {self.hostile['5xx']}; seed {SEED}")
 
@@ -65,7 +66,8 @@ def checked(stack: Stack, sale_id: int, accepted: list[str]) -> Invariants:
     TALLY.oversold += state.oversold
     TALLY.double_reservations += max(0, state.initialStock - state.availableStock - reserved) + state.overLimitUsers
     TALLY.charged_twice += state.chargedTwice
-    TALLY.not_paid_once += state.unpaid + state.paidButCancelled + state.notReleased
+    TALLY.not_paid_once += state.unpaid + state.paidButCancelled + state.refundedTwice + state.notReleased
+    TALLY.overdue += state.overdue
     return state
 
 
