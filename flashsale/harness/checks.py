@@ -5,8 +5,8 @@ from dataclasses import asdict, dataclass
 
 import psycopg
 
-from flashsale.adapters import postgres, redis as redis_adapter
-from flashsale.events import PAYMENT_FAILED_REASON, PAYMENT_TIMEOUT_REASON
+from flashsale.adapters import kafka, postgres, redis as redis_adapter
+from flashsale.events import INVENTORY_EVENTS, PAYMENT_EVENTS, PAYMENT_FAILED_REASON, PAYMENT_TIMEOUT_REASON
 from flashsale.rules.reservation import RELEASED
 from flashsale.sale import available_stock, sale_by_id
 from flashsale.settings import Settings
@@ -112,6 +112,24 @@ def payment_counts(orders: Sequence[OrderPayments], deadline_s: float, settle_s:
             "paidButCancelled": sum(o.status != "CONFIRMED" and o.charges > 0 for o in orders),
             "refunded": sum(o.refunds for o in orders), "refundedTwice": sum(o.refunds > 1 for o in orders),
             "overdue": sum(o.status == "RESERVED" and o.waitedS > deadline_s + settle_s for o in orders)}
+
+
+# Who carries a payment to its end: a charge or a refund under way is a message payments has not committed yet,
+# and its outcome one that orders has not.
+SAGA_READERS = {"payments": [INVENTORY_EVENTS, PAYMENT_EVENTS], "orders": [INVENTORY_EVENTS, PAYMENT_EVENTS]}
+
+
+def payments_done(settings: Settings, timeout: float = 60) -> bool:
+    """Wait until payments and orders have read every reservation and payment event, twice in a row (a refund due
+    comes back to payments after orders read the late charge): then no charge or refund is under way."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    while quiet < 2 and time.monotonic() < deadline:
+        left = sum(kafka.unread(settings.kafka_bootstrap_servers, group, topics, settings.partitions)
+                   for group, topics in SAGA_READERS.items())
+        quiet = quiet + 1 if left == 0 else 0
+        if left:
+            time.sleep(0.1)
+    return quiet == 2
 
 
 def invariants(settings: Settings, sale_id: int, accepted_ids: Sequence[str] = (), settle_s: float = 30) -> Invariants:
