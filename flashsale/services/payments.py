@@ -6,13 +6,14 @@ reservation, a retried batch or a restart after `kill -9` never charges anyone t
 a key it has seen with its first answer. A decline is final (payment.failed: inventory gives the unit
 back, orders cancels). An outage is not: the batch is retried with backoff, and postponed while the
 provider stays down; nothing is committed past an unpaid order, and the orders wait RESERVED, until the
-saga's deadline (services/expiry.py) cancels them. A reservation older than the deadline is not charged
-(its order has expired, or will); one charged in flight while it expired is refunded, keyed by orderId too.
+saga's deadline (services/expiry.py) cancels them. A charge that succeeds after that (the provider was slow,
+or down longer than the deadline) is refunded, keyed by orderId too. The deadline is decided in one place, by
+one clock (the orders row, PostgreSQL's): this service does not guess from an event's time whether an order
+has expired, so a clock that differs here can never cost a buyer an order they could still pay for.
 """
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from flashsale import events as ev
 from flashsale.adapters import psp
@@ -58,13 +59,7 @@ async def refund(provider: psp.PaymentProvider, event: ev.Event, deadline: float
     return await retried(give_back, deadline)
 
 
-def too_late(event: ev.Event, deadline_s: float) -> bool:
-    """Reserved longer ago than the deadline: its order expires whatever the provider says, so it is not charged."""
-    return (datetime.now(UTC) - datetime.fromisoformat(event.occurredAt)).total_seconds() > deadline_s
-
-
-async def handle(provider: psp.PaymentProvider, batch: list[ev.Event], price: int,
-                 deadline_s: float = float("inf")) -> list[ev.Event]:
+async def handle(provider: psp.PaymentProvider, batch: list[ev.Event], price: int) -> list[ev.Event]:
     """Charge every reservation of the batch and refund every late charge, IN_FLIGHT at a time; all, or Postponed.
 
     Each at the price the buyer was shown (`priceCents`, event version 2); `price`, the list price, only for an
@@ -78,9 +73,7 @@ async def handle(provider: psp.PaymentProvider, batch: list[ev.Event], price: in
                 return await refund(provider, event, deadline)
             return await pay(provider, event, (event.priceCents or price) * event.quantity, deadline)
 
-    mine = [e for e in batch if e.type == ev.REFUND_DUE
-            or (e.type == ev.STOCK_RESERVED and not too_late(e, deadline_s))]
-    outcomes = await asyncio.gather(*(one(e) for e in mine))
+    outcomes = await asyncio.gather(*(one(e) for e in batch if e.type in (ev.STOCK_RESERVED, ev.REFUND_DUE)))
     if None in outcomes:  # those charged already are charged once: their keys answer the same next time
         raise Postponed(f"the payment provider is unavailable; {outcomes.count(None)} orders wait")
     return [outcome for outcome in outcomes if outcome is not None]
@@ -89,8 +82,7 @@ async def handle(provider: psp.PaymentProvider, batch: list[ev.Event], price: in
 def handler(settings: Settings) -> Handler:
     loop = asyncio.new_event_loop()  # one loop for the life of the process, so one pool of connections
     provider = psp.PaymentProvider(settings.psp_url, settings.psp_timeout_s)
-    return lambda batch: loop.run_until_complete(
-        handle(provider, batch, settings.price_cents, settings.payment_deadline_s))
+    return lambda batch: loop.run_until_complete(handle(provider, batch, settings.price_cents))
 
 
 if __name__ == "__main__":
