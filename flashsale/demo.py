@@ -31,7 +31,7 @@ def run_demo(stack: Stack, buyers: int = 1000, stock: int = 100, scenario: str =
     if report:
         from flashsale.report import write_report
 
-        write_report(outcomes, stock, report, scenario, SCENARIOS[scenario])
+        write_report(outcomes, stock, report, scenario, SCENARIOS[scenario].on(stack.wired()))
         console.print(f"report: {report.resolve()}")
     if as_json:
         as_json.write_text(json.dumps(figures(outcomes, buyers, stock, scenario), indent=2) + "\n")
@@ -52,6 +52,7 @@ def figures(outcomes: dict[str, Outcome], buyers: int, stock: int, scenario: str
                 "acceptedPerS": round(o.race.accepted_per_s), "p50Ms": round(o.race.latency_ms(0.5)),
                 "p99Ms": round(o.race.latency_ms(0.99)), "errors": o.race.errors(), "lost": o.lost,
                 "settledS": None if o.settled_s is None else round(o.settled_s, 2), "soldByTheEnd": o.kept,
+                "expired": o.expired, "refunded": o.refunded,
                 "answers": {str(status): n for status, n in o.race.statuses().items()}}
                 for name, o in outcomes.items()}}
 
@@ -59,10 +60,11 @@ def figures(outcomes: dict[str, Outcome], buyers: int, stock: int, scenario: str
 def table(outcomes: dict[str, Outcome], buyers: int, stock: int, scenario: str) -> Table:
     t = Table(title=f"{buyers:,} buyers, {stock} phones; {scenario}: {SCENARIOS[scenario].what}",
               caption="errors: answers 5xx / no answer in time / connection refused; sold by the end: paid for "
-                      "and in stock (an oversold phone is refunded)")
+                      "and in stock (an oversold phone is refunded); expired: not paid within the payment deadline, "
+                      "the unit back on sale; refunded: charged after its order expired, the money given back")
     t.add_column("system", no_wrap=True)
     for header in ("sold", "oversold", "paid", "charged\ntwice", "accepted/s", "p50 ms", "p99 ms", "errors",
-                   "lost", "settled\nin s", "sold by\nthe end"):
+                   "lost", "settled\nin s", "sold by\nthe end", "expired", "refunded"):
         t.add_column(header, justify="right")
     for name, o in outcomes.items():
         errors = o.race.errors()
@@ -70,5 +72,6 @@ def table(outcomes: dict[str, Outcome], buyers: int, stock: int, scenario: str) 
                   f"[red]{o.charged_twice}[/]" if o.charged_twice else "0", f"{o.race.accepted_per_s:,.0f}",
                   f"{o.race.latency_ms(0.5):,.0f}", f"{o.race.latency_ms(0.99):,.0f}",
                   f"{errors['5xx']}/{errors['timeouts']}/{errors['refused']}", str(o.lost),
-                  "never" if o.settled_s is None else f"{o.settled_s:.2f}", str(o.kept))
+                  "never" if o.settled_s is None else f"{o.settled_s:.2f}", str(o.kept), str(o.expired),
+                  str(o.refunded))
     return t

@@ -31,6 +31,7 @@ class Invariants:
     chargedTwice: int = 0  # orders with more than one successful charge
     paidButCancelled: int = 0  # orders not CONFIRMED with a successful charge not refunded: money taken, no phone
     notReleased: int = 0  # orders cancelled for a failed or late payment whose unit inventory did not give back
+    expired: int = 0  # orders cancelled PAYMENT_TIMEOUT: not paid within the payment deadline
     refunded: int = 0  # late charges given back (an order that expired, then was paid)
     refundedTwice: int = 0  # orders with more than one refund
     overdue: int = 0  # orders RESERVED longer than the payment deadline plus the time to settle
@@ -110,6 +111,7 @@ def payment_counts(orders: Sequence[OrderPayments], deadline_s: float, settle_s:
             "unpaid": sum(o.status == "CONFIRMED" and o.charges == 0 for o in orders),
             "chargedTwice": sum(o.charges + o.refunds > 1 for o in orders),
             "paidButCancelled": sum(o.status != "CONFIRMED" and o.charges > 0 for o in orders),
+            "expired": sum(o.reason == PAYMENT_TIMEOUT_REASON for o in orders),
             "refunded": sum(o.refunds for o in orders), "refundedTwice": sum(o.refunds > 1 for o in orders),
             "overdue": sum(o.status == "RESERVED" and o.waitedS > deadline_s + settle_s for o in orders)}
 

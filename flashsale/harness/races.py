@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flashsale.adapters import psp
-from flashsale.harness.checks import invariants, settle, shop_sale
+from flashsale.harness.checks import invariants, payments_done, settle, shop_sale
 from flashsale.harness.load import Race, run_buyers
+from flashsale.settings import Settings
 from flashsale.stack.control import Stack
 
 SYSTEMS = {"naive": "naive", "locked": "locked", "reserve-then-pay": "reserve-then-pay", "event-driven": "gateway"}
@@ -28,10 +29,19 @@ class Scenario:
     fault: Callable[[Stack], None] | None = None  # blocks while the fault lasts, then mends it
     at_s: float = 0.0  # seconds into each race
     lasts_s: float = 0.0
+    past_deadline: bool = False  # it lasts `lasts_s` longer than the stack's payment deadline
+
+    def on(self, settings: Settings) -> "Scenario":
+        """This scenario as it runs on a stack of these settings: how long it lasts, in seconds."""
+        return replace(self, lasts_s=self.lasts_s + settings.payment_deadline_s, past_deadline=False) \
+            if self.past_deadline else self
 
 
-def payment_outage(stack: Stack, seconds: float = 5) -> None:
+def payment_outage(stack: Stack) -> None:
+    """The provider down for 5 s longer than the payment deadline: every order it holds expires, and every charge
+    made once it is back is refunded."""
     settings = stack.wired()
+    seconds = SCENARIOS["payment-outage"].on(settings).lasts_s
     psp.behaviour(settings.psp_url, settings.admin_token, outageSeconds=seconds)
     time.sleep(seconds)
 
@@ -44,8 +54,8 @@ def db_stall(stack: Stack, seconds: float = 5) -> None:
 # all within about 1-2 s (locked: ~6 s), so 0.3 s in is mid-race for every system.
 SCENARIOS = {
     "normal": Scenario("nothing goes wrong"),
-    "payment-outage": Scenario("the payment provider is down for 5 s, from 0.3 s into each race",
-                               payment_outage, 0.3, 5),
+    "payment-outage": Scenario("the payment provider is down for 5 s longer than the payment deadline, from 0.3 s "
+                               "into each race", payment_outage, 0.3, 5, past_deadline=True),
     "db-stall": Scenario("PostgreSQL is frozen (SIGSTOP) for 5 s, from 0.3 s into each race", db_stall, 0.3, 5),
 }
 
@@ -85,6 +95,8 @@ class Outcome:
     paid: int = 0  # successful charges
     charged_twice: int = 0  # orders with more than one successful charge
     kept: int = 0  # sold by the end: units sold, paid for and in stock (an oversold unit is refunded)
+    expired: int = 0  # event-driven: orders cancelled PAYMENT_TIMEOUT, not paid within the payment deadline
+    refunded: int = 0  # event-driven: charges that succeeded after their order expired, refunded
 
 
 def race_shop(stack: Stack, checkout: str, buyers: int, stock: int, scenario: Scenario = SCENARIOS["normal"],
@@ -106,9 +118,11 @@ def race_events(stack: Stack, buyers: int, stock: int, scenario: Scenario = SCEN
         race = run_buyers("gateway", settings.gateway_url, buyers, settings.product_id, progress=progress)
         accepted = race.order_ids
         settled = settle(settings, accepted, timeout=120)
+    payments_done(settings, timeout=120)  # charges held through an outage are made, then refunded, after it
     state = invariants(settings, sale.saleId, accepted)
     return Outcome(race, state.confirmedUnits, state.oversold, None if settled is None else race.wall_s + settled,
-                   state.lost, state.paid, state.chargedTwice, min(state.confirmedUnits, state.paid, stock))
+                   state.lost, state.paid, state.chargedTwice, min(state.confirmedUnits, state.paid, stock),
+                   state.expired, state.refunded)
 
 
 def race(stack: Stack, system: str, buyers: int = 1000, stock: int = 100, scenario: str = "normal",
