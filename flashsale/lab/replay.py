@@ -22,7 +22,7 @@ from flashsale.settings import Settings
 
 # What each consumer group reads (as the services' main() functions say).
 GROUPS = {"orders": [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS],
-          "inventory": [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS], "payments": [ev.INVENTORY_EVENTS],
+          "inventory": [ev.ORDER_EVENTS, ev.PAYMENT_EVENTS], "payments": [ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS],
           "notifications": [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS]}
 CONSUMED = [ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS]  # every topic a consumer group reads
 Ends = dict[tuple[str, int], int]  # (topic, partition) -> the offset after the last message

@@ -14,6 +14,7 @@ from flashsale import events as ev
 from flashsale.adapters import kafka, postgres, psp
 from flashsale.harness.checks import Invariants, invariants, payments_done, settle
 from flashsale.harness.load import run_buyers
+from flashsale.lab import replay
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
 from flashsale.stack.processes import free_port
@@ -111,3 +112,36 @@ def test_a_charge_that_succeeds_after_its_order_expired_is_refunded_once_and_the
     updates = told(wired, late)
     assert {u["orderId"] for u in updates if u.get("refunded")} == late
     assert all((u["status"], u["reason"]) == ("CANCELLED", "PAYMENT_TIMEOUT") for u in updates if u.get("refunded"))
+
+
+def test_every_event_of_a_sale_with_expiries_and_refunds_delivered_again_changes_nothing(saga, provider):
+    wired, sale = saga.wired(), saga.reset(stock=5, per_user_limit=1)
+    provider(delayMs=int(DEADLINE_S * 1000) + 2000)  # late: each charge expires its order, then is refunded
+    race = run_buyers("gateway", wired.gateway_url, buyers=10, product_id=sale.productId, progress=False)
+    accepted = [b.order_id for b in race.accepted]
+    assert settle(wired, accepted, timeout=60) is not None and payments_done(wired, timeout=90)
+    assert settled(wired, sale.saleId, accepted).refunded == 5
+    provider(delayMs=wired.payment_delay_ms)
+    assert replay.caught_up(wired), "the consumers never caught up after the sale"
+    before = snapshot(wired, sale.saleId)
+
+    events = [m for topic in (ev.ORDER_EVENTS, ev.INVENTORY_EVENTS, ev.PAYMENT_EVENTS)
+              for m in replay.read_topic(wired, topic) if replay.sale_of(m) == sale.saleId]
+    types = {json.loads(m.value())["type"] for m in events}
+    assert {ev.ORDER_EXPIRED, ev.REFUND_DUE, ev.PAYMENT_REFUNDED} <= types, types
+    ends = replay.send_again(wired, events)
+    assert replay.caught_up(wired, at_least=ends), "the consumers never caught up after the replay"
+
+    assert snapshot(wired, sale.saleId) == before  # no row moved, no unit, no charge, no refund more
+    assert invariants(wired, sale.saleId, accepted).ok
+
+
+def snapshot(settings: Settings, sale_id: int) -> dict:
+    with postgres.connect(settings.database_url) as pg:
+        return {table: pg.execute(query, (sale_id,)).fetchall() for table, query in {
+            "orders": "SELECT order_id, status, reason, refunded, updated_at FROM orders WHERE sale_id = %s "
+                      "ORDER BY order_id",
+            "charges": "SELECT c.charge_id, c.status FROM charges c JOIN orders o USING (order_id) "
+                       "WHERE o.sale_id = %s ORDER BY c.charge_id",
+            "refunds": "SELECT r.refund_id FROM refunds r JOIN orders o USING (order_id) WHERE o.sale_id = %s "
+                       "ORDER BY r.refund_id"}.items()} | {"stock": invariants(settings, sale_id).availableStock}
