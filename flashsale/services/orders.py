@@ -13,7 +13,7 @@ Every event may arrive twice, and events of different topics in any order. The r
 is the dedupe: an insert that finds the row does nothing, a row only moves forward
 (PENDING -> RESERVED -> CONFIRMED or CANCELLED, never back), and the event we send
 out always tells the row's state, so a second delivery changes nothing. A whole
-batch is three statements in one transaction, however many events.
+batch is four statements at most, in one transaction, however many events.
 """
 import psycopg
 
