@@ -205,7 +205,7 @@ WRONG: list[WrongAnswer] = [
     W("17", "v1-without-price", 1, {"upcast_v3": "v1_without_price"}),
     W("17", "keeps-userId", 2, {"upcast_v3": "keeps_user_id"}),
     W("17", "v3-gets-the-v1-price", 3, {"upcast_v3": "v3_gets_the_v1_price"}),
-    W("17", "drops-the-reason", 4, {"upcast_v3": "drops_the_reason"}),
+    W("17", "drops-the-reason", 4, {"upcast_v3": "upcast_drops_the_reason"}),
     W("17", "wire-without-price", 4, {"to_wire": "wire_without_price"}),
     W("17", "mutates-its-input", 5, {"upcast_v3": "upcast_in_place"}),
     W("17", "wire-in-place", 5, {"to_wire": "wire_in_place"}),
@@ -265,6 +265,17 @@ def test_every_rule_has_a_wrong_answer_that_breaks_it(exercise):
     assert all(w.binds and all(name in globals() for name in w.binds.values()) for w in WRONG)
     assert {e for e, _ in OBVIOUS} == set(MODULES) and all((e, n) in {(w.exercise, w.name) for w in WRONG}
                                                            for e, n in OBVIOUS)
+
+
+@pytest.mark.broker_free
+def test_no_wrong_answer_of_this_module_hides_one_of_answers_py_by_its_name():
+    """answers.py's names join this module's globals: a function defined here under the same name replaced one of
+    them, and exercise 11's drops-the-reason ran exercise 17's upcaster as a handler (a TypeError, not its rule)."""
+    import ast
+
+    tree = ast.parse(Path(__file__).read_text())
+    here = {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    assert here & set(answers.__all__) == set()
 
 
 RULES_SAY = re.compile(r"^The rules( \(part \d\))?:$", re.M)
@@ -528,7 +539,7 @@ def v3_gets_the_v1_price(data):
             | {"version": 3, "buyerId": data.get("userId", data.get("buyerId")), "priceCents": ev.V1_PRICE_CENTS})
 
 
-def drops_the_reason(data):
+def upcast_drops_the_reason(data):
     """Built from the fields the author thought of: `reason` and `availableStock` are not among them."""
     if data.get("version") == 3:
         return data
