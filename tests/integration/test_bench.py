@@ -49,6 +49,16 @@ def test_a_small_bench_measures_every_system_and_loses_nothing(small_bench):
     assert "WebSocket fan-out to 100 browsers" in printed
 
 
+def test_the_bench_says_its_buyers_were_distinct_and_what_the_idle_stack_costs(small_bench):
+    result, printed = small_bench
+    assert result["per_user_limit_cancelled"] == 0 and result["buyers_distinct"] is True
+    assert 0 < result["idle_cpu_pct"] == sum(result["idle_cpu_pct_by_component"].values()) or \
+        abs(result["idle_cpu_pct"] - sum(result["idle_cpu_pct_by_component"].values())) < 0.1
+    assert {"gateway", "orders", "inventory", "postgres"} <= set(result["idle_cpu_pct_by_component"])
+    assert result["stack_uss_mib"] > 50
+    assert "idle stack:" in printed and "buyers distinct: True" in printed
+
+
 def test_the_latency_goals_are_measured_at_the_offered_rate_on_the_broker_that_ran(small_bench):
     result, _ = small_bench
     assert result["broker"] == Settings().broker and result["e2e_rate_per_s"] == 200 and result["e2e_settled"]
