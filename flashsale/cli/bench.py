@@ -25,7 +25,7 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
                                                       "(flashsale.bench.WARM_UP_RATE) before the end-to-end run is "
                                                       "measured, and twice as long of the fan-out's own load before "
                                                       "the fan-out on Apache Kafka (a fresh JVM compiles meanwhile)."),
-          idle: float = typer.Option(10, min=1, help="Seconds the just-started stack's idle CPU is measured over."),
+          idle: float = typer.Option(10, min=1, help="Seconds the stack's idle CPU is measured over, after the race."),
           broker: str | None = typer.Option(None, help="tansu or kafka (default: the broker setting).")) -> None:
     """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency, fan-out and CPU per
     order at a fixed offered load; settle rate."""
