@@ -22,7 +22,7 @@ def small_bench(tmp_path_factory) -> tuple[dict, str]:
     env = {**os.environ, "FLASHSALE_HOME": str(tmp_path / "home")}
     try:
         done = subprocess.run([sys.executable, "-m", "flashsale.cli", "bench", "--seconds", "2", "--connections",
-                               "25", "--browsers", "100", "--rate", "200", "--warm-up", "2",
+                               "25", "--browsers", "100", "--rate", "200", "--warm-up", "2", "--idle", "2",
                                "--json", str(tmp_path / "bench.json")],
                               env=env, capture_output=True, text=True, timeout=540)
     finally:  # a bench killed by the timeout never reached its own `down`: its stack would outlive the test
