@@ -27,7 +27,13 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS orders_by_sale ON orders (sale_id, status);
+-- By sale alone, with room on each page: an UPDATE that changes no indexed column and finds room on the row's
+-- page is HOT (measured without the deadline's indexes below: 204,124 of 297,000 status updates HOT, 0 with
+-- (sale_id, status); docs/benchmarks.md). The payment deadline's partial indexes name status and updated_at, so
+-- status updates are not HOT now: the sweep's index was worth more than HOT (a full scan every second otherwise).
+CREATE INDEX IF NOT EXISTS orders_of_sale ON orders (sale_id);
+DROP INDEX IF EXISTS orders_by_sale;
+ALTER TABLE orders SET (fillfactor = 70);
 -- The synchronous shop keeps its own stock row and orders, on the same server.
 CREATE TABLE IF NOT EXISTS shop_stock (
     product_id      text PRIMARY KEY,

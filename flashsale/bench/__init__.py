@@ -10,7 +10,12 @@ they can be) and measures:
 - CPU per order: every event-path process's utime+stime from /proc over the
   orders of the fixed-load run (harness/cpu.py; the load generator is not in
   any of their process trees), beside the no-op server's CPU per request;
-- a 1,000-buyer race for oversold and lost.
+- a 1,000-buyer race for oversold and lost;
+- the stack idle once the race is over (a stack that has worked, a JVM that has compiled; measured after
+  `flashsale up`, Apache Kafka's compiler threads still took 2.5-3% of a core two minutes later): its CPU
+  (% of one core) and its unique memory (harness/footprint.py);
+- that the saturation run's buyers were distinct: its sale allows one unit a buyer, so a userId sent twice
+  shows as an order cancelled for the per-user limit (`per_user_limit_cancelled`, 0).
 
 The latency phases each start from a fresh stack. tansu's memory storage gets
 slower with every record batch it holds (measured: a consumer's delivery
@@ -39,8 +44,9 @@ from flashsale.bench.result import BenchResult, worst
 from flashsale.bench.stats import p99
 from flashsale.bench.wrk import wrk
 from flashsale.brokers import choose
-from flashsale.harness.checks import invariants, settle
+from flashsale.harness.checks import invariants, refused_for_limit, settle
 from flashsale.harness.cpu import Meter, per_unit_ms
+from flashsale.harness.footprint import idle_footprint
 from flashsale.harness.load import run_buyers
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
@@ -54,16 +60,18 @@ UNLIMITED = 10**9
 # of 5 s: 4.37, 3.27, 2.36, 2.66, 1.74, 1.78, 1.54, 1.41 ms, of which the JIT's compiler threads took
 # 4.28 s in the first round and 0.59 s in the last.
 WARM_UP_RATE = 200
+# Seconds the stack settles after the race before its idle CPU is measured: the last commits, sockets closing.
+IDLE_SETTLE_S = 5
 
 
 def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browsers: int = 1000, rate: int = 1000,
-              warm_up_s: int = 30) -> BenchResult:
+              warm_up_s: int = 30, idle_s: float = 10) -> BenchResult:
     settings = base.model_copy(update={"home": base.home.resolve() / "bench", "gateway_port": free_port(),
                                        "shop_port": free_port(), "psp_port": free_port(), "payment_delay_ms": 0,
                                        "rate_limit_per_s": 0})
     stack = Stack(settings)
     fanout_warm_up_s = fanout_warm_up(settings, warm_up_s)
-    steps = tqdm(total=8, desc="bench", unit="step", file=sys.stderr)
+    steps = tqdm(total=9, desc="bench", unit="step", file=sys.stderr)
     try:
         stack.up(stock=UNLIMITED)
         noop = stack.launch("noop")  # the ceiling: the gateway's server stack with nothing behind it
@@ -73,11 +81,12 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         ceiling = wrk(noop.url, "/noop", product, connections, seconds)
         cpu_per_noop = per_unit_ms(noop_cpu.stop(), ceiling.requests)["total"]
         steps.update()
-        stack.reset(UNLIMITED, UNLIMITED)
+        saturated = stack.reset(UNLIMITED, 1)  # one a buyer: a buyer sent twice is refused, and counted
         sale_started = time.monotonic()
         events = wrk(settings.gateway_url, "/api/orders", product, connections, seconds)
         settled_all = wait_settled(stack, events.requests - events.errors)
         settle_rate = events.requests / (time.monotonic() - sale_started) if settled_all else 0.0
+        refused = refused_for_limit(stack.wired(), saturated.saleId)
         steps.update()
         locked = wrk(settings.shop_url, "/locked/orders", product, connections, seconds)
         steps.update()
@@ -99,6 +108,9 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         settle(stack.wired(), accepted, timeout=120)
         state = invariants(stack.wired(), sale.saleId, accepted)
         steps.update()
+        time.sleep(IDLE_SETTLE_S)
+        idle = idle_footprint(stack, idle_s)
+        steps.update()
     finally:
         steps.close()
         stack.down()
@@ -110,7 +122,9 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         {name: run.errors for name, run in systems.items()}, round(settle_rate, 1), rate,
         round(statistics.median(e2e.latencies_ms), 1) if e2e.latencies_ms else None, p99_e2e, e2e_settled,
         cpu_per_order, cpu_per_noop, warm_up_s, fanout_warm_up_s, fanout, state.oversold, state.lost,
-        goal_p99_e2e_ms=p99_e2e, goal_p99_fanout_ms=0, cpu_ms_per_order=cpu_per_order["total"])
+        goal_p99_e2e_ms=p99_e2e, goal_p99_fanout_ms=0, cpu_ms_per_order=cpu_per_order["total"],
+        idle_cpu_pct=idle.idle_cpu_pct, idle_cpu_pct_by_component=idle.idle_cpu_pct_by_component,
+        stack_uss_mib=idle.stack_uss_mib, per_user_limit_cancelled=refused)
     return replace(result, goal_p99_fanout_ms=result.p99_fanout_ms, runs=(result.figures(),))
 
 

@@ -3,7 +3,7 @@
 With `--runs N` the record is the last run's, with each goal's figure replaced by the worst of the N runs
 (`worst`), and every run's own goal figures kept in `runs`.
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flashsale.bench.fanout import KINDS
@@ -13,12 +13,16 @@ from flashsale.readable import Readable
 @dataclass(frozen=True)
 class RunFigures(Readable):
     """One run's goal figures: its end-to-end and fan-out p99 at the offered rate, its CPU per order and per no-op
-    request, and the fan-out's p99 of each kind (the goal's figure is the worse of the two)."""
+    request, and the fan-out's p99 of each kind (the goal's figure is the worse of the two); the stack's idle CPU
+    and memory; the per-user-limit cancellations of its saturation run."""
     p99_e2e_ms: float | None
     p99_fanout_ms: float
     cpu_ms_per_order: float
     cpu_ms_per_noop: float
     p99_fanout_ms_by_kind: dict[str, float | None]
+    idle_cpu_pct: float
+    stack_uss_mib: float
+    per_user_limit_cancelled: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class BenchResult(Readable):
     goal_p99_fanout_ms: float
     cpu_ms_per_order: float
     runs: tuple[RunFigures, ...] = ()
+    # the stack idle (harness/footprint.py): with --runs, each one's worst, as the goals above
+    idle_cpu_pct: float = field(kw_only=True)
+    idle_cpu_pct_by_component: dict[str, float] = field(kw_only=True)
+    stack_uss_mib: float = field(kw_only=True)
+    # the saturation run's orders cancelled for the per-user limit (1 a buyer): 0 when its buyers were distinct
+    per_user_limit_cancelled: int = field(kw_only=True)
 
     @property
     def p99_fanout_ms(self) -> float:
@@ -58,7 +68,8 @@ class BenchResult(Readable):
 
     def figures(self) -> RunFigures:
         return RunFigures(self.p99_e2e_ms, self.p99_fanout_ms, self.cpu_ms_per_order_by_component["total"],
-                          self.cpu_ms_per_noop, {kind: self.fanout[kind].get("p99_ms") for kind in KINDS})
+                          self.cpu_ms_per_noop, {kind: self.fanout[kind].get("p99_ms") for kind in KINDS},
+                          self.idle_cpu_pct, self.stack_uss_mib, self.per_user_limit_cancelled)
 
     def as_dict(self) -> dict[str, Any]:
         rate, accept = self.e2e_rate_per_s, self.accept_per_s
@@ -76,10 +87,15 @@ class BenchResult(Readable):
             "cpu_ms_per_noop": self.cpu_ms_per_noop, "warm_up_s": self.warm_up_s,
             "fanout_warm_up_s": self.fanout_warm_up_s, "settle_per_s": self.settle_per_s, "fanout": self.fanout,
             "p99_fanout_ms": self.p99_fanout_ms, "oversold": self.oversold, "lost": self.lost,
-            "connections": self.connections, "seconds": self.seconds,
+            "connections": self.connections, "seconds": self.seconds, "idle_cpu_pct": self.idle_cpu_pct,
+            "idle_cpu_pct_by_component": self.idle_cpu_pct_by_component, "stack_uss_mib": self.stack_uss_mib,
+            "per_user_limit_cancelled": self.per_user_limit_cancelled,
+            "buyers_distinct": self.per_user_limit_cancelled == 0,
             "runs": [{f"p99_e2e_ms_at_{rate}": run.p99_e2e_ms, f"p99_fanout_ms_at_{rate}": run.p99_fanout_ms,
                       "cpu_ms_per_order": run.cpu_ms_per_order, "cpu_ms_per_noop": run.cpu_ms_per_noop,
-                      "p99_fanout_ms_by_kind": run.p99_fanout_ms_by_kind} for run in self.runs]}
+                      "p99_fanout_ms_by_kind": run.p99_fanout_ms_by_kind, "idle_cpu_pct": run.idle_cpu_pct,
+                      "stack_uss_mib": run.stack_uss_mib, "per_user_limit_cancelled": run.per_user_limit_cancelled}
+                     for run in self.runs]}
 
 
 def worst(runs: list[BenchResult]) -> BenchResult:
@@ -92,7 +108,10 @@ def worst(runs: list[BenchResult]) -> BenchResult:
     figures = [run.figures() for run in runs]
     return replace(runs[-1], goal_p99_e2e_ms=max(f.p99_e2e_ms or INF for f in figures),
                    goal_p99_fanout_ms=max(f.p99_fanout_ms or INF for f in figures),
-                   cpu_ms_per_order=max(f.cpu_ms_per_order or INF for f in figures), runs=tuple(figures))
+                   cpu_ms_per_order=max(f.cpu_ms_per_order or INF for f in figures),
+                   idle_cpu_pct=max(f.idle_cpu_pct for f in figures),
+                   stack_uss_mib=max(f.stack_uss_mib for f in figures),
+                   per_user_limit_cancelled=max(f.per_user_limit_cancelled for f in figures), runs=tuple(figures))
 
 
 INF = float("inf")

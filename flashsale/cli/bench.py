@@ -25,6 +25,7 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
                                                       "(flashsale.bench.WARM_UP_RATE) before the end-to-end run is "
                                                       "measured, and twice as long of the fan-out's own load before "
                                                       "the fan-out on Apache Kafka (a fresh JVM compiles meanwhile)."),
+          idle: float = typer.Option(10, min=1, help="Seconds the stack's idle CPU is measured over, after the race."),
           broker: str | None = typer.Option(None, help="tansu or kafka (default: the broker setting).")) -> None:
     """Benchmarks side by side: ceiling, event-driven, locked, naive; end-to-end latency, fan-out and CPU per
     order at a fixed offered load; settle rate."""
@@ -36,7 +37,7 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
     except ValidationError as error:
         fail(invalid(error))
     try:
-        result = worst([run_bench(settings, connections, seconds, browsers, rate, warm_up) for _ in range(runs)])
+        result = worst([run_bench(settings, connections, seconds, browsers, rate, warm_up, idle) for _ in range(runs)])
     except StackError as error:
         fail(error)
     table = Table("system", "accepted/s", "p50 ms", "p99 ms", "errors", title="flashsale bench")
@@ -53,6 +54,10 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
     parts = ", ".join(f"{name} {ms}" for name, ms in result.cpu_ms_per_order_by_component.items() if name != "total")
     console.print(f"CPU per order: {result.cpu_ms_per_order} ms ({parts}); the no-op server: "
                   f"{result.cpu_ms_per_noop} ms per request", highlight=False)
+    idle_parts = ", ".join(f"{name} {pct}" for name, pct in result.idle_cpu_pct_by_component.items())
+    console.print(f"idle stack: {result.idle_cpu_pct}% of a core ({idle_parts}); {result.stack_uss_mib} MiB unique "
+                  f"memory; buyers distinct: {figures['buyers_distinct']} ({result.per_user_limit_cancelled} orders "
+                  f"cancelled for the per-user limit) (worst of {runs})", highlight=False)
     fanout = result.fanout
     console.print(f"WebSocket fan-out to {fanout['clients']:,} browsers at {fanout['orders_per_s']:,.0f} orders/s: "
                   f"order updates p50 {fanout['order_update'].get('p50_ms')} ms, p99 "

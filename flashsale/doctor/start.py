@@ -1,16 +1,14 @@
 """`doctor --start`: a throw-away stack, for real: its time to healthy and its memory."""
-import contextlib
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 from flashsale.doctor.checks import MIB, Check
+from flashsale.harness.footprint import stack_memory
 from flashsale.settings import Settings
 from flashsale.stack.control import Stack
-from flashsale.stack.processes import StackError, family, free_ports
+from flashsale.stack.processes import StackError, free_ports
 
 
 def start(settings: Settings) -> Check:
@@ -33,12 +31,3 @@ def start(settings: Settings) -> Check:
     return Check("a stack starts", True, f"{settings.broker}: healthy in {seconds:.1f} s; {uss / MIB:.0f} MiB "
                  f"(USS summed over its {count} processes); stopped again")
 
-
-def stack_memory(stack: Stack) -> tuple[int, int]:
-    """Unique memory (USS) summed over every process of the stack and their children: what stopping it frees."""
-    pids = {pid for process in stack.processes().values() for pid in family(process.pid)}
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):  # gone meanwhile (a PostgreSQL backend whose client left)
-            total += psutil.Process(pid).memory_full_info().uss
-    return total, len(pids)

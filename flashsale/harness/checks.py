@@ -7,7 +7,7 @@ import psycopg
 
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
 from flashsale.events import INVENTORY_EVENTS, PAYMENT_EVENTS, PAYMENT_FAILED_REASON, PAYMENT_TIMEOUT_REASON
-from flashsale.rules.reservation import RELEASED
+from flashsale.rules.reservation import PER_USER_LIMIT, RELEASED
 from flashsale.sale import available_stock, sale_by_id
 from flashsale.settings import Settings
 
@@ -79,6 +79,13 @@ def unsettled(settings: Settings, order_ids: list[str]) -> int:
         done = postgres.scalar(pg, "SELECT count(*) FROM orders WHERE order_id = ANY(%s) "
                                    "AND status IN ('CONFIRMED', 'CANCELLED')", (list(order_ids),))
     return len(set(order_ids)) - done
+
+
+def refused_for_limit(settings: Settings, sale_id: int) -> int:
+    """Orders of a sale cancelled for the per-user limit: none when every order came from a buyer of its own."""
+    with postgres.connect(settings.database_url) as pg:
+        return postgres.scalar(pg, "SELECT count(*) FROM orders WHERE sale_id = %s AND reason = %s",
+                               (sale_id, PER_USER_LIMIT))
 
 
 def settle(settings: Settings, order_ids: list[str], timeout: float = 60) -> float | None:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
 
@@ -25,6 +26,11 @@ from flashsale.events import NOTIFICATION_EVENTS, ORDER_UPDATE, STOCK_UPDATE
 
 QUEUE_LIMIT = 1000  # order updates a client may fall behind by; past that it loses the oldest
 POLL_S = 0.002  # how often the loop looks for new messages when there were none
+# After QUIET_S with no message the loop stops looking every POLL_S: a thread waits in librdkafka (GIL released)
+# for the first message and hands the loop what came. Idle, the 2 ms look cost the gateway 500 wake-ups a second
+# (see docs/benchmarks.md, idle CPU); busy, the loop reads on its own as before, with no thread for the GIL.
+QUIET_S = 1.0
+QUIET_WAIT_S = 0.5
 # Stock figures go out to everybody at most this often, the newest one each time. Under load the notification
 # service sends one per batch, a hundred a second and more; sent on to 550 sockets each, they took the gateway
 # down (measured: end-to-end p90 1.7 s at 1,100 orders/s, 0.2 s with this).
@@ -61,7 +67,8 @@ class Subscriber:
 
 
 class Fanout:
-    """Reads notification.events on the server's own event loop: no thread to fight the server for the GIL."""
+    """Reads notification.events on the server's own event loop: no thread to fight the server for the GIL while
+    messages come; after a quiet second, one thread waits for the next, so an idle gateway sleeps."""
 
     def __init__(self, bootstrap: str, partitions: int, waits: Config = FAST_CONSUMER):
         self.bootstrap, self.partitions, self.waits = bootstrap, partitions, waits  # waits: the broker profile's
@@ -92,14 +99,22 @@ class Fanout:
         consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}", self.waits)
         consumer.assign([TopicPartition(NOTIFICATION_EVENTS, p, OFFSET_END) for p in range(self.partitions)])
         gaps = GapGuard()  # each partition starts at its first message, wherever OFFSET_END put it
+        waiter = ThreadPoolExecutor(1, thread_name_prefix="fanout-wait")  # the quiet wait's one thread
+        loop, heard = asyncio.get_running_loop(), time.monotonic()
         try:
             while True:
-                messages = consumer.consume(500, timeout=0)  # only what the client already fetched: no wait
+                if time.monotonic() - heard < QUIET_S:
+                    messages = consumer.consume(500, timeout=0)  # only what the client already fetched: no wait
+                else:  # quiet: wait in librdkafka, off the loop, and wake for the first message
+                    messages = await loop.run_in_executor(waiter, consumer.consume, 1, QUIET_WAIT_S)
+                    messages += consumer.consume(499, timeout=0) if messages else []
+                heard = time.monotonic() if messages else heard
                 for message in gaps.admit(consumer, [m for m in messages if not m.error()]):
                     if self.by_user and _is_news(message, started_ms):  # nobody listening: nothing to parse
                         self._deliver(message.value())
-                await asyncio.sleep(0 if len(messages) == 500 else POLL_S)
+                await asyncio.sleep(0 if len(messages) == 500 or time.monotonic() - heard >= QUIET_S else POLL_S)
         finally:
+            waiter.shutdown(wait=True)  # a wait in flight ends within QUIET_WAIT_S: only then may the client close
             consumer.close()
 
     def _deliver(self, raw: bytes | None) -> None:

@@ -22,7 +22,7 @@ def small_bench(tmp_path_factory) -> tuple[dict, str]:
     env = {**os.environ, "FLASHSALE_HOME": str(tmp_path / "home")}
     try:
         done = subprocess.run([sys.executable, "-m", "flashsale.cli", "bench", "--seconds", "2", "--connections",
-                               "25", "--browsers", "100", "--rate", "200", "--warm-up", "2",
+                               "25", "--browsers", "100", "--rate", "200", "--warm-up", "2", "--idle", "2",
                                "--json", str(tmp_path / "bench.json")],
                               env=env, capture_output=True, text=True, timeout=540)
     finally:  # a bench killed by the timeout never reached its own `down`: its stack would outlive the test
@@ -47,6 +47,16 @@ def test_a_small_bench_measures_every_system_and_loses_nothing(small_bench):
     assert fanout["order_update"]["received"] == fanout["published"]["order_update"] > 0, fanout
     assert fanout["stock_update"]["received"] > 0 and result["p99_fanout_ms"] > 0
     assert "WebSocket fan-out to 100 browsers" in printed
+
+
+def test_the_bench_says_its_buyers_were_distinct_and_what_the_idle_stack_costs(small_bench):
+    result, printed = small_bench
+    assert result["per_user_limit_cancelled"] == 0 and result["buyers_distinct"] is True
+    assert 0 < result["idle_cpu_pct"] == sum(result["idle_cpu_pct_by_component"].values()) or \
+        abs(result["idle_cpu_pct"] - sum(result["idle_cpu_pct_by_component"].values())) < 0.1
+    assert {"gateway", "orders", "inventory", "postgres"} <= set(result["idle_cpu_pct_by_component"])
+    assert result["stack_uss_mib"] > 50
+    assert "idle stack:" in printed and "buyers distinct: True" in printed
 
 
 def test_the_latency_goals_are_measured_at_the_offered_rate_on_the_broker_that_ran(small_bench):
