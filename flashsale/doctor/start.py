@@ -24,10 +24,10 @@ def start(settings: Settings) -> Check:
         uss, count = stack_memory(stack)
     except StackError as error:
         stack.down()
-        return Check("a stack starts", False, f"{settings.broker}: {str(error).splitlines()[0]}",
+        return Check("a stack starts", False, f"{stack.profile.name}: {str(error).splitlines()[0]}",
                      f"read the logs in {home / 'logs'}; `flashsale doctor` above names what is missing")
     stack.down()
     shutil.rmtree(home, ignore_errors=True)
-    return Check("a stack starts", True, f"{settings.broker}: healthy in {seconds:.1f} s; {uss / MIB:.0f} MiB "
+    return Check("a stack starts", True, f"{stack.profile.name}: healthy in {seconds:.1f} s; {uss / MIB:.0f} MiB "
                  f"(USS summed over its {count} processes); stopped again")
 

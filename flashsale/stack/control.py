@@ -47,16 +47,16 @@ class Stack:
     def settings(self) -> Settings:
         """The settings this stack acts with: the caller's, and what the running stack was started with.
 
-        `up --durable`, `up --broker kafka --kafka-nodes 3` and `up --public` hold for every later command (kill,
+        `up --fast`, `up --broker kafka --kafka-nodes 3` and `up --public` hold for every later command (kill,
         restart, status), until `down`: a command that names no broker acts on the one that runs. `up` with
         another broker than the running one is refused (`_same_broker`).
         """
         running, settings = self.table.read(), self.asked.model_copy(update={"home": self.home})
         if self.public_asked or settings.public or running.public:
             settings = self._public(settings)
-        kept: dict[str, object] = {"durable": True} if running.durable else {}
-        if running.broker and running.processes:
-            kept.update(broker=running.broker, kafka_nodes=running.kafka_nodes)
+        kept: dict[str, object] = {}
+        if running.broker and running.processes:  # `up --fast` holds too: a later `kill kafka` acts on memory tansu
+            kept.update(broker=running.broker, kafka_nodes=running.kafka_nodes, durable=running.durable)
         return settings.model_copy(update=kept)
 
     def _public(self, settings: Settings) -> Settings:
@@ -114,7 +114,7 @@ class Stack:
         return self.status()
 
     def _same_broker(self, state: State) -> None:
-        """A broker asked for by name (`--broker`, `--kafka-nodes`, `--durable`, or the environment) must be the one
+        """A broker asked for by name (`--broker`, `--kafka-nodes`, `--fast`, or the environment) must be the one
         that runs, if one does: another would need every server started anew."""
         named = self.asked.model_fields_set & {"broker", "kafka_nodes", "durable"}
         running = any(alive(p.pid) for p in state.processes.values() if p.service is None)

@@ -32,7 +32,7 @@ def test_status_json_follows_the_contract(stack):
     done = flashsale(stack.settings, "status", "--json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
-    assert set(status["infra"]) == {"kafka", "postgres", "redis"}
+    assert set(status["infra"]) - {"seaweedfs"} == {"kafka", "postgres", "redis"}  # SeaweedFS: durable tansu's S3
     assert {"gateway", "orders", "inventory", "notifications", "payments", "psp", "shop"} <= set(status["services"])
     for component in [*status["infra"].values(), *status["services"].values()]:
         assert isinstance(component["pid"], int) and isinstance(component["url"], str)
@@ -42,8 +42,10 @@ def test_status_json_follows_the_contract(stack):
 
 def test_up_again_changes_nothing_and_restarts_only_what_is_missing(stack):
     before = pids(stack.status())
-    assert flashsale(stack.settings, "up").returncode == 0
+    done = flashsale(stack.settings, "up")
+    assert done.returncode == 0, done.stderr
     assert pids(stack.status()) == before
+    assert f"broker: {stack.profile.promise}" in " ".join(done.stdout.split()), done.stdout  # what a crash costs
 
     done = flashsale(stack.settings, "kill", "notifications")
     assert done.returncode == 0, done.stderr
@@ -60,6 +62,30 @@ def test_up_with_another_broker_than_the_running_one_is_refused_and_changes_noth
     done = flashsale(stack.settings, "up", "--broker", other)
     assert done.returncode == 1 and f"This stack runs {stack.profile.name}, not {other}" in done.stderr, done.stderr
     assert pids(stack.status()) == before
+
+
+@pytest.mark.broker_free
+def test_up_help_says_that_fast_gives_up_durability_and_the_default_keeps_accepted_orders():
+    done = subprocess.run([sys.executable, "-m", "flashsale.cli", "up", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"}, timeout=60)
+    text = " ".join(done.stdout.split())
+    assert "--durable --fast" in text and "the default: a kill -9 of the broker loses no accepted order" in text
+    assert "--fast: tansu in memory" in text and "GIVES UP DURABILITY" in text, text
+
+
+@pytest.mark.broker_free  # it names its broker: memory tansu, whichever the pass
+def test_up_fast_says_what_it_gives_up_and_later_commands_keep_it_fast(tmp_path):
+    settings = Settings(home=tmp_path / "fast", gateway_port=free_port(), shop_port=free_port(), psp_port=free_port())
+    try:
+        done = flashsale(settings, "up", "--broker", "tansu", "--fast")
+        assert done.returncode == 0, done.stderr
+        assert "GIVES UP DURABILITY" in " ".join(done.stdout.split()), done.stdout
+        later = Stack(Settings(home=settings.home))  # what `flashsale kill kafka` builds: no --fast, the default
+        assert later.profile.name == "tansu" and not later.profile.durable
+        refused = flashsale(settings, "up", "--durable")
+        assert refused.returncode == 1 and "runs tansu, not tansu-s3" in refused.stderr, refused.stderr
+    finally:
+        flashsale(settings, "down")
 
 
 def test_reset_and_logs(stack):

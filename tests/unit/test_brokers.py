@@ -6,11 +6,17 @@ from flashsale.settings import Settings
 
 
 @pytest.mark.parametrize(("changes", "profile"), [
-    ({}, "tansu"), ({"durable": True}, "tansu-s3"), ({"broker": "kafka"}, "kafka"),
+    ({}, "tansu-s3"), ({"broker": "tansu"}, "tansu-s3"), ({"durable": False}, "tansu"), ({"broker": "kafka"}, "kafka"),
     ({"broker": "kafka", "durable": True}, "kafka"), ({"broker": "kafka", "kafka_nodes": 3}, "kafka-3-nodes"),
     ({"infra": "docker"}, "external"), ({"infra": "external", "broker": "kafka"}, "external")])
 def test_the_settings_name_one_profile(changes, profile):
     assert choose(Settings(**changes)).name == profile
+
+
+def test_the_default_and_every_broker_but_fast_tansu_keep_what_they_acknowledged_and_say_so():
+    assert choose(Settings()).durable and [name for name, p in PROFILES.items() if not p.durable] == ["tansu"]
+    assert "GIVES UP DURABILITY" in PROFILES["tansu"].promise and "--fast" in PROFILES["tansu"].promise
+    assert all("loses no accepted order" in p.promise for p in PROFILES.values() if p.durable)
 
 
 def test_only_the_memory_broker_forgets_and_only_an_apache_kafka_compiles_and_shares_partitions_out():

