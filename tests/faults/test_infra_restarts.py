@@ -2,9 +2,11 @@
 
 Redis keeps the sale in its append-only file across a kill -9; when its disk is lost too,
 `restart("redis")` rebuilds the sale from PostgreSQL (`sale.reconcile`, docs/faults.md).
-PostgreSQL comes back and the consumers retry their batch. A memory broker loses what it held:
-the contract promises 503 while it is down and processing once it is back, and that is tested here;
-`flashsale up --durable` keeps the events (test_durable_broker.py).
+PostgreSQL comes back and the consumers retry their batch. The broker: the contract promises 503
+while it is down and processing once it is back, and that is tested here on the suite's stack, which
+runs the default (durable) broker, so every accepted order settles too (test_durable_broker.py freezes
+the order service first). A memory broker (`--fast`, FLASHSALE_DURABLE=false) loses what it held:
+counted apart below, and shown in test_fast_broker.py.
 """
 import shutil
 
@@ -98,7 +100,7 @@ def test_a_broker_down_answers_503_and_orders_flow_again_once_it_is_back(mended)
     sale, wired, buyers = sale_under_way(mended, "broker", buyers=900, rate=150)
     assert mended.kill("kafka")
     forgets = mended.profile.forgets_on_restart
-    TALLY.injections["kafka (memory)" if forgets else f"{mended.settings.broker} (on disk)"] += 1
+    TALLY.injections["kafka (memory)" if forgets else f"{mended.profile.name} (durable)"] += 1
     url = f"{wired.gateway_url}/api/orders"
     while_down = httpx.post(url, json={"userId": "while-down", "productId": sale.productId, "quantity": 1}, timeout=30)
     assert while_down.status_code == 503 and while_down.json()["error"]["code"] == "BROKER_UNAVAILABLE", while_down.text
@@ -113,7 +115,7 @@ def test_a_broker_down_answers_503_and_orders_flow_again_once_it_is_back(mended)
         lost = invariants(wired, sale.saleId, buyers.accepted)
         assert lost.oversold == 0 and lost.overLimitUsers == 0, lost.as_dict()
         TALLY.lost_by_design += lost.lost
-    else:  # Apache Kafka's log is on disk: every accepted order settles
+    else:  # the default: tansu's log on S3, Apache Kafka's on disk; every accepted order settles
         settled_and_sound(mended, sale, wired, buyers)
 
     # Once it is back, a new sale runs as if nothing happened.
