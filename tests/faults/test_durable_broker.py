@@ -54,9 +54,12 @@ def test_kill_9_of_the_default_broker_mid_sale_with_orders_frozen_loses_no_accep
         before.stop()  # the rest of this wave never arrives: the next one comes during the outage
         assert default_stack.kill("kafka"), "no broker to kill"
         TALLY.injections[f"{default_stack.profile.name} (default, orders frozen)"] += 1
-        during = SteadyBuyers(wired.gateway_url, sale.productId, DURING, rate=100, prefix=f"outage{round}").start()
-        time.sleep(rng.uniform(0.2, 1.5))  # the outage: the gateway holds or refuses what arrives meanwhile
-        default_stack.restart("kafka")  # tansu is back in seconds; Apache Kafka's JVM takes longer than the wave
+    # The orders service thaws with the broker dead, so those orders are still only in the dead broker's log. It is
+    # not kept frozen through the restart: on Apache Kafka under load (19 here) the JVM took longer than the group's
+    # session, and the frozen member came back expelled and fenced (a run of 2026-12-07: 142 of 173 unsettled).
+    during = SteadyBuyers(wired.gateway_url, sale.productId, DURING, rate=100, prefix=f"outage{round}").start()
+    time.sleep(rng.uniform(0.2, 1.5))  # the outage: the gateway holds or refuses what arrives meanwhile
+    default_stack.restart("kafka")  # tansu is back in seconds; Apache Kafka's JVM takes longer than the wave
     before.join()
     during.join()
     later = SteadyBuyers(wired.gateway_url, sale.productId, LATER, rate=30, prefix=f"late{round}").start()
