@@ -24,7 +24,8 @@ from flashsale.harness.load import Race, run_buyers as buy  # noqa: F401
 _WHERE = {
     "control": ("LabStack", "start", "stop", "stop_service", "status", "background", "redis",
                 "kafka_if_installed"),
-    "races": ("flash_sale", "results", "buyers", "check", "order", "order_status", "product", "psp", "charges"),
+    "races": ("flash_sale", "results", "buyers", "check", "payments_done", "order", "order_status", "product", "psp",
+              "charges"),
     "dashboard": ("Dashboard", "dashboard"),
     "groups": ("lag", "drained", "owners", "members", "handovers"),
     "tap": ("tap", "trail", "events", "pipeline_ms"),

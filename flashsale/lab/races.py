@@ -5,7 +5,7 @@ import httpx
 import pandas as pd
 
 from flashsale.adapters import psp as provider
-from flashsale.harness.checks import Invariants, invariants, settle
+from flashsale.harness.checks import Invariants, invariants, payments_done as saga_done, settle
 from flashsale.harness.load import Race, run_buyers
 from flashsale.harness.races import Outcome, race as one_race
 from flashsale.stack.control import Stack
@@ -47,6 +47,12 @@ def check(stack: Stack, *races: Race, timeout: float = 120) -> Invariants:
     assert sale is not None, "no sale: start one with stack.reset()"
     settle(settings, accepted, timeout)
     return invariants(settings, sale.saleId, accepted)
+
+
+def payments_done(stack: Stack, timeout: float = 120) -> bool:
+    """Wait until payments and orders have read every reservation and payment event: no charge or refund under way
+    (a charge waits out a provider's outage, and a late one comes back as a refund)."""
+    return saga_done(stack.wired(), timeout)
 
 
 def order(stack: Stack, user: str = "alice", idempotency_key: str | None = None) -> dict:
