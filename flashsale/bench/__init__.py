@@ -13,7 +13,8 @@ they can be) and measures:
 - a 1,000-buyer race for oversold and lost;
 - the stack idle once the race is over (a stack that has worked, a JVM that has compiled; measured after
   `flashsale up`, Apache Kafka's compiler threads still took 2.5-3% of a core two minutes later): its CPU
-  (% of one core) and its unique memory (harness/footprint.py);
+  (% of one core) and its unique memory (harness/footprint.py); then one order, POST to its final state on the
+  WebSocket: how quickly the stack wakes (`first_order_after_idle_ms`; `--idle 60` for an idle minute);
 - that the saturation run's buyers were distinct: its sale allows one unit a buyer, so a userId sent twice
   shows as an order cancelled for the per-user limit (`per_user_limit_cancelled`, 0).
 
@@ -108,8 +109,10 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         settle(stack.wired(), accepted, timeout=120)
         state = invariants(stack.wired(), sale.saleId, accepted)
         steps.update()
+        stack.reset(10, 1)  # a phone left for the order after the idle time, so it goes the whole way, payment too
         time.sleep(IDLE_SETTLE_S)
         idle = idle_footprint(stack, idle_s)
+        woken = asyncio.run(measure(settings.gateway_url, product, rate=1, seconds=1, warm_up_s=0))
         steps.update()
     finally:
         steps.close()
@@ -124,7 +127,8 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         cpu_per_order, cpu_per_noop, warm_up_s, fanout_warm_up_s, fanout, state.oversold, state.lost,
         goal_p99_e2e_ms=p99_e2e, goal_p99_fanout_ms=0, cpu_ms_per_order=cpu_per_order["total"],
         idle_cpu_pct=idle.idle_cpu_pct, idle_cpu_pct_by_component=idle.idle_cpu_pct_by_component,
-        stack_uss_mib=idle.stack_uss_mib, per_user_limit_cancelled=refused)
+        stack_uss_mib=idle.stack_uss_mib, per_user_limit_cancelled=refused,
+        first_order_after_idle_ms=round(woken.latencies_ms[0], 1) if woken.latencies_ms else None)
     return replace(result, goal_p99_fanout_ms=result.p99_fanout_ms, runs=(result.figures(),))
 
 

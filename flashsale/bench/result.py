@@ -14,7 +14,7 @@ from flashsale.readable import Readable
 class RunFigures(Readable):
     """One run's goal figures: its end-to-end and fan-out p99 at the offered rate, its CPU per order and per no-op
     request, and the fan-out's p99 of each kind (the goal's figure is the worse of the two); the stack's idle CPU
-    and memory; the per-user-limit cancellations of its saturation run."""
+    and memory; the per-user-limit cancellations of its saturation run; its first order after the idle time."""
     p99_e2e_ms: float | None
     p99_fanout_ms: float
     cpu_ms_per_order: float
@@ -23,6 +23,7 @@ class RunFigures(Readable):
     idle_cpu_pct: float
     stack_uss_mib: float
     per_user_limit_cancelled: int
+    first_order_after_idle_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class BenchResult(Readable):
     stack_uss_mib: float = field(kw_only=True)
     # the saturation run's orders cancelled for the per-user limit (1 a buyer): 0 when its buyers were distinct
     per_user_limit_cancelled: int = field(kw_only=True)
+    # one order placed once the idle time is over: POST -> final on the WebSocket (None: it never came back)
+    first_order_after_idle_ms: float | None = field(kw_only=True, default=None)
 
     @property
     def p99_fanout_ms(self) -> float:
@@ -69,7 +72,8 @@ class BenchResult(Readable):
     def figures(self) -> RunFigures:
         return RunFigures(self.p99_e2e_ms, self.p99_fanout_ms, self.cpu_ms_per_order_by_component["total"],
                           self.cpu_ms_per_noop, {kind: self.fanout[kind].get("p99_ms") for kind in KINDS},
-                          self.idle_cpu_pct, self.stack_uss_mib, self.per_user_limit_cancelled)
+                          self.idle_cpu_pct, self.stack_uss_mib, self.per_user_limit_cancelled,
+                          self.first_order_after_idle_ms)
 
     def as_dict(self) -> dict[str, Any]:
         rate, accept = self.e2e_rate_per_s, self.accept_per_s
@@ -91,10 +95,12 @@ class BenchResult(Readable):
             "idle_cpu_pct_by_component": self.idle_cpu_pct_by_component, "stack_uss_mib": self.stack_uss_mib,
             "per_user_limit_cancelled": self.per_user_limit_cancelled,
             "buyers_distinct": self.per_user_limit_cancelled == 0,
+            "first_order_after_idle_ms": self.first_order_after_idle_ms,
             "runs": [{f"p99_e2e_ms_at_{rate}": run.p99_e2e_ms, f"p99_fanout_ms_at_{rate}": run.p99_fanout_ms,
                       "cpu_ms_per_order": run.cpu_ms_per_order, "cpu_ms_per_noop": run.cpu_ms_per_noop,
                       "p99_fanout_ms_by_kind": run.p99_fanout_ms_by_kind, "idle_cpu_pct": run.idle_cpu_pct,
-                      "stack_uss_mib": run.stack_uss_mib, "per_user_limit_cancelled": run.per_user_limit_cancelled}
+                      "stack_uss_mib": run.stack_uss_mib, "per_user_limit_cancelled": run.per_user_limit_cancelled,
+                      "first_order_after_idle_ms": run.first_order_after_idle_ms}
                      for run in self.runs]}
 
 
@@ -111,7 +117,9 @@ def worst(runs: list[BenchResult]) -> BenchResult:
                    cpu_ms_per_order=max(f.cpu_ms_per_order or INF for f in figures),
                    idle_cpu_pct=max(f.idle_cpu_pct for f in figures),
                    stack_uss_mib=max(f.stack_uss_mib for f in figures),
-                   per_user_limit_cancelled=max(f.per_user_limit_cancelled for f in figures), runs=tuple(figures))
+                   per_user_limit_cancelled=max(f.per_user_limit_cancelled for f in figures),
+                   first_order_after_idle_ms=max(f.first_order_after_idle_ms or INF for f in figures),
+                   runs=tuple(figures))
 
 
 INF = float("inf")

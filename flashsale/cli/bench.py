@@ -57,7 +57,8 @@ def bench(as_json: Path = typer.Option(Path("flashsale-bench.json"), "--json", h
     idle_parts = ", ".join(f"{name} {pct}" for name, pct in result.idle_cpu_pct_by_component.items())
     console.print(f"idle stack: {result.idle_cpu_pct}% of a core ({idle_parts}); {result.stack_uss_mib} MiB unique "
                   f"memory; buyers distinct: {figures['buyers_distinct']} ({result.per_user_limit_cancelled} orders "
-                  f"cancelled for the per-user limit) (worst of {runs})", highlight=False)
+                  f"cancelled for the per-user limit); the first order after {idle} s idle: "
+                  f"{result.first_order_after_idle_ms} ms to final (worst of {runs})", highlight=False)
     fanout = result.fanout
     console.print(f"WebSocket fan-out to {fanout['clients']:,} browsers at {fanout['orders_per_s']:,.0f} orders/s: "
                   f"order updates p50 {fanout['order_update'].get('p50_ms')} ms, p99 "

@@ -49,7 +49,7 @@ def test_a_small_bench_measures_every_system_and_loses_nothing(small_bench):
     assert "WebSocket fan-out to 100 browsers" in printed
 
 
-def test_the_bench_says_its_buyers_were_distinct_and_what_the_idle_stack_costs(small_bench):
+def test_the_bench_says_its_buyers_were_distinct_what_the_idle_stack_costs_and_how_it_wakes(small_bench):
     result, printed = small_bench
     assert result["per_user_limit_cancelled"] == 0 and result["buyers_distinct"] is True
     assert 0 < result["idle_cpu_pct"] == sum(result["idle_cpu_pct_by_component"].values()) or \
@@ -57,6 +57,7 @@ def test_the_bench_says_its_buyers_were_distinct_and_what_the_idle_stack_costs(s
     assert {"gateway", "orders", "inventory", "postgres"} <= set(result["idle_cpu_pct_by_component"])
     assert result["stack_uss_mib"] > 50
     assert "idle stack:" in printed and "buyers distinct: True" in printed
+    assert result["first_order_after_idle_ms"] is not None, "the order placed after the idle time never came back"
 
 
 def test_the_latency_goals_are_measured_at_the_offered_rate_on_the_broker_that_ran(small_bench):
