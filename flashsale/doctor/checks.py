@@ -12,8 +12,10 @@ MIB, GIB = 2**20, 2**30
 # `pytest tests/notebooks/test_notebooks.py -k 03` in a cgroup, the USS of every process in it (kernel, nbval, the
 # lesson's whole stack) summed each second: peak 724 MiB over 27 processes on tansu, 1,122 MiB over 29 on Apache
 # Kafka (the cgroup's own peak, page cache included: 888 and 1,463 MiB). JupyterLab's server adds 115 MiB (USS,
-# started with the notebooks and its page loaded). So ~0.85 and ~1.25 GiB, with a little room:
-MEMORY_NEED = {"tansu": 1 * GIB, "kafka": int(1.5 * GIB)}
+# started with the notebooks and its page loaded). So ~0.85 and ~1.25 GiB. That tansu was the memory broker; the
+# durable default adds SeaweedFS: `tools/classroom_sizing.py` (JupyterLab, a kernel, a stack, a 1,000-buyer race,
+# in one cgroup) peaked at 959 MiB working set on durable tansu and 1,048 MiB on Kafka. With a little room:
+MEMORY_NEED = {"tansu": int(1.25 * GIB), "kafka": int(1.5 * GIB)}
 # Each lesson keeps its stack's home, ~45 MB after a race (PostgreSQL's data is 40 MB of it: `du` after `flashsale
 # demo`); 19 notebooks with a home each make ~0.9 GB.
 DISK_NEED = 1 * GIB
