@@ -52,6 +52,7 @@ def fresh_sale(stack):
 
 
 UNIT = Path(__file__).parent / "unit"
+FAULTS = Path(__file__).parent / "faults"
 
 
 def pytest_configure(config):
@@ -65,4 +66,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if UNIT in item.path.parents:
             item.add_marker(pytest.mark.broker_free)
+        if FAULTS in item.path.parents:
+            item.add_marker(pytest.mark.faults)
     items.sort(key=lambda item: item.get_closest_marker("faults") is not None)  # stable: the rest keep their order
