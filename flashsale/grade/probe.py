@@ -75,7 +75,18 @@ def fingerprint(prepare: bool = False, namespace: dict | None = None) -> dict[st
         if not name.startswith("_") and name not in ipython_owned:
             found[f"the notebook's {name}"] = token(value)
     found["sys.settrace"], found["sys.setprofile"] = token(sys.gettrace()), token(sys.getprofile())
-    found["sys.meta_path"] = " ".join(map(token, sys.meta_path))
+    # The import system up to the finder that finds the kit: one put ahead of it could hand out a module of its own
+    # for one of the kit's. One appended after it cannot, and libraries append them (six, imported by the tests'
+    # own wrong answers, appends its importer): not counted.
+    ahead: list = []
+    for finder in sys.meta_path:
+        ahead.append(finder)
+        try:
+            if getattr(finder, "find_spec", lambda *a: None)("flashsale", None) is not None:
+                break
+        except Exception:  # noqa: BLE001  (a finder that fails to answer finds nothing here)
+            continue
+    found["sys.meta_path"] = " ".join(map(token, ahead))
     shell = getattr(builtins, "get_ipython", lambda: None)()
     if shell is not None:
         for hooks in ("input_transformers_cleanup", "input_transformers_post", "ast_transformers"):

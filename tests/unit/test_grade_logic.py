@@ -153,6 +153,19 @@ def test_the_probe_names_what_the_learners_code_changed_in_the_kit(before, monke
     assert named in probe.changes(before, probe.fingerprint(namespace={"reservation": reservation}))
 
 
+class Finder:
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        return None
+
+
+def test_the_probe_names_a_finder_put_ahead_of_the_kits_and_not_one_appended_after_it(before, monkeypatch):
+    """A finder ahead of the kit's could hand out a module of its own for the check; six appends one on import."""
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder()])
+    assert probe.changes(before, probe.fingerprint(namespace={"reservation": reservation})) == []
+    monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
+    assert "sys.meta_path" in probe.changes(before, probe.fingerprint(namespace={"reservation": reservation}))
+
+
 def test_the_probe_sees_the_notebooks_own_name_for_the_check_rebound(before):
     class Fake:
         check = staticmethod(lambda *a: None)
