@@ -38,9 +38,10 @@ class Scenario:
 
 
 def payment_outage(stack: Stack) -> None:
-    """The provider down for 10 s longer than the payment deadline: every order it holds expires, and every charge
-    made once it is back is refunded. (With 5 s, on a machine so busy that the race's reservations took 10 s, the
-    last reserved were paid within their deadline: the demo showed no expiry.)"""
+    """The provider down for 25 s longer than the payment deadline: every order it holds expires, and every charge
+    made once it is back is refunded. An order reserved later than the margin into the outage would still be paid in
+    time: with 5 s, on a machine so busy that the race's reservations took 10 s, the demo showed no expiry, and with
+    10 s a CI rehearsal on durable tansu at a load of 5-8 on 2 cores sold all 30 phones, none expired."""
     settings = stack.wired()
     seconds = SCENARIOS["payment-outage"].on(settings).lasts_s
     psp.behaviour(settings.psp_url, settings.admin_token, outageSeconds=seconds)
@@ -55,8 +56,8 @@ def db_stall(stack: Stack, seconds: float = 5) -> None:
 # all within about 1-2 s (locked: ~6 s), so 0.3 s in is mid-race for every system.
 SCENARIOS = {
     "normal": Scenario("nothing goes wrong"),
-    "payment-outage": Scenario("the payment provider is down for 10 s longer than the payment deadline, from 0.3 s "
-                               "into each race", payment_outage, 0.3, 10, past_deadline=True),
+    "payment-outage": Scenario("the payment provider is down for 25 s longer than the payment deadline, from 0.3 s "
+                               "into each race", payment_outage, 0.3, 25, past_deadline=True),
     "db-stall": Scenario("PostgreSQL is frozen (SIGSTOP) for 5 s, from 0.3 s into each race", db_stall, 0.3, 5),
 }
 
