@@ -70,11 +70,11 @@ def test_redis_with_a_lost_disk_gets_the_sale_rebuilt_from_postgres(mended):
     # Put decisions in flight, the window the rebuild must respect: inventory decides a backlog of saved orders
     # while orders is down, so the table knows none of them yet.
     assert mended.kill("inventory") and wait_for(lambda: kafka.unread(
-        wired.kafka_bootstrap_servers, "inventory", [ORDER_EVENTS], wired.partitions) >= 60, timeout=30)
+        wired.kafka_bootstrap_servers, "inventory", [ORDER_EVENTS], wired.partitions, enough=60) >= 60, timeout=30)
     assert mended.kill("orders")
     mended.up(services=("inventory",))
     assert wait_for(lambda: kafka.unread(wired.kafka_bootstrap_servers, "orders", [INVENTORY_EVENTS],
-                                         wired.partitions) >= 30, timeout=30), "inventory decided nothing"
+                                         wired.partitions, enough=30) >= 30, timeout=30), "inventory decided nothing"
     assert mended.kill("redis")
     shutil.rmtree(mended.home / "redis")  # the append-only file, gone with the disk
     TALLY.injections.update(["inventory", "orders", "redis (disk lost)"])

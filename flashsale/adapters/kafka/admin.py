@@ -161,14 +161,20 @@ def read_to_end(reader: Consumer, timeout: float | None = 30, batch: int = 1000,
 
 
 def unread(bootstrap: str, group: str, topics: Iterable[str], partitions: int, waits: Config = FAST_CONSUMER,
-           timeout: float = 30) -> int:
-    """How many events of `topics` lie past `group`'s committed offsets, counted by reading them to the end.
+           timeout: float = 30, enough: int | None = None) -> int:
+    """How many events of `topics` lie past `group`'s committed offsets, counted by reading them to the end; or,
+    with `enough`, as soon as that many are counted (a log still growing mid-sale may have no end to reach in time).
 
     This client only assigns itself the partitions, so it neither joins the group nor commits anything.
     """
     reader = consumer(bootstrap, group, waits, **{"enable.partition.eof": True})
+    counted = 0
     try:
         assign_from_committed(reader, [TopicPartition(t, p) for t in topics for p in range(partitions)])
-        return sum(len(messages) for messages in read_to_end(reader, timeout))
+        for messages in read_to_end(reader, timeout):
+            counted += len(messages)
+            if enough is not None and counted >= enough:
+                break
+        return counted
     finally:
         reader.close()
