@@ -1,12 +1,6 @@
 """`flashsale demo`: the same 1,000 buyers race four checkouts; one table, an HTML report, and JSON.
 
-naive             reads the stock, pays, writes it back: it oversells
-locked            pays inside its row lock: correct, and every buyer queues behind each payment
-reserve-then-pay  takes the unit and commits, pays outside any lock, gives the unit back if unpaid
-event-driven      answers 202 at once; inventory, payments and orders decide a moment later (a saga)
-
-All four pay through the same payment provider, on the same machine and the same PostgreSQL. A scenario
-says what goes wrong in the middle of every race: nothing, the provider, or the database.
+The races themselves, and what each checkout does, are harness/races.py's.
 """
 import json
 from pathlib import Path

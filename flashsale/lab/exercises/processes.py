@@ -44,6 +44,16 @@ def start(target, *args, name: str) -> SpawnProcess:
     return process
 
 
+def stop(jobs: list, processes: list) -> None:
+    """Tell each worker there is no more work (None on its queue), wait for it a little, kill it if it hangs."""
+    for queue in jobs:
+        queue.put(None)
+    for process in processes:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+
+
 def die() -> None:
     """A crash, as `kill -9` makes it: no cleanup, no flush, no goodbye to the group."""
     os.kill(os.getpid(), signal.SIGKILL)

@@ -21,7 +21,7 @@ from flashsale.lab.exercises.consumer.by_hand import (
     summary,
 )
 from flashsale.lab.exercises.consumer.rules import AT_ONCE
-from flashsale.lab.exercises.processes import SPAWN, ChildFailed, failure, pack, start, unpack, waits_for_a_lock
+from flashsale.lab.exercises.processes import SPAWN, ChildFailed, failure, pack, start, stop, unpack, waits_for_a_lock
 
 
 def at_once(database_url: str, handle, run: str) -> None:
@@ -83,12 +83,7 @@ class Consumers:
         return self
 
     def __exit__(self, *_) -> None:
-        for jobs in self.jobs:
-            jobs.put(None)
-        for process in self.processes:
-            process.join(5)
-            if process.is_alive():
-                process.kill()
+        stop(self.jobs, self.processes)
 
     def _answer(self, i: int, timeout: float = 180) -> tuple:
         try:

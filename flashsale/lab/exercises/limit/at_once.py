@@ -15,7 +15,7 @@ from redis.client import Pipeline
 from flashsale.lab.exercises import Wrong, expect, short, step
 from flashsale.lab.exercises.limit.rules import ATOMIC, PROCESSES, SAME, STEPS
 from flashsale.lab.exercises.limit.sale import Keys, Sale, decided
-from flashsale.lab.exercises.processes import SPAWN, ChildFailed, failure, pack, start, unpack
+from flashsale.lab.exercises.processes import SPAWN, ChildFailed, failure, pack, start, stop, unpack
 
 STALL_S = 5  # lockstep waits this long at most for a process that sends nothing (it waits on something else)
 
@@ -83,12 +83,7 @@ class Inventory:
                                 self.results, name=f"exercise12-inventory-{p}") for p in range(n)]
 
     def close(self) -> None:
-        for jobs in self.jobs:
-            jobs.put(None)
-        for process in self.processes:
-            process.join(5)
-            if process.is_alive():
-                process.kill()
+        stop(self.jobs, self.processes)
 
     def run(self, rounds: list[list[list[tuple[str, str, int]]]], lockstep: bool,
             timeout: float = 300) -> dict[str, list[str]]:
