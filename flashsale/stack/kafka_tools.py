@@ -76,7 +76,9 @@ def output(name: str, *args: str, bootstrap: str | None, timeout: float = 120) -
     """What the tool prints (its errors included), for a notebook cell: `output("kafka-topics", "--list", ...)`.
     Without Java or Kafka's jars it says so and what to run, instead of stopping the lesson."""
     try:
-        done = subprocess.run(command(name, list(args), bootstrap), capture_output=True, text=True,
+        # errors="replace": a topic may hold bytes that are not UTF-8 (exercise 13's poison message is), and the
+        # console consumer prints them as they are
+        done = subprocess.run(command(name, list(args), bootstrap), capture_output=True, text=True, errors="replace",
                               timeout=timeout, stdin=subprocess.DEVNULL)
     except StackError as error:
         return f"({name} did not run: {error})"

@@ -1,4 +1,6 @@
 """`flashsale kafka tool`: which class runs, and where the broker's address goes."""
+import sys
+
 import pytest
 
 from flashsale.stack import kafka_dist, kafka_tools
@@ -70,3 +72,11 @@ def test_a_broker_too_slow_to_answer_is_no_broker_not_a_traceback(jars, monkeypa
     monkeypatch.setattr(kafka_tools.kafka, "answers", timed_out)
     with pytest.raises(StackError, match="No Kafka broker answers at 127.0.0.1:9: start the stack first"):
         kafka_tools.main("kafka-topics", ["--list"], Settings(kafka_bootstrap_servers="127.0.0.1:9"))
+
+
+def test_bytes_that_are_not_utf_8_in_a_topic_are_printed_replaced_instead_of_raising(jars, monkeypatch):
+    # what CI's console consumer met: a log that began with test_bad_input's poison message
+    printed = "import sys; sys.stdout.buffer.write(b'\\xff\\xfepoison-1\\n')"
+    monkeypatch.setattr(kafka_tools, "command", lambda *args: [sys.executable, "-c", printed])
+    said = kafka_tools.output("kafka-console-consumer", "--topic", "order.events", bootstrap="127.0.0.1:9")
+    assert said == "\ufffd\ufffdpoison-1\n"
