@@ -83,9 +83,10 @@ def figure(outcomes: dict[str, Outcome], stock: int, scenario: str = "normal", a
         answered = sorted(b.sent_at * 1000 + b.latency_ms for b in o.race.buyers)
         fig.add_scatter(x=answered, y=list(range(1, len(answered) + 1)), name=name, legendgroup=name,
                         showlegend=False, mode="lines", line=dict(color=palette.color(name), width=3), row=2, col=2)
-    if about is not None and about.fault is not None:
-        fig.add_vrect(x0=about.at_s * 1000, x1=(about.at_s + about.lasts_s) * 1000, fillcolor=palette.ORANGE,
-                      opacity=0.15, line_width=0, annotation_text=scenario, row=2, col=2)
+    last_ms = max((b.sent_at * 1000 + b.latency_ms for o in outcomes.values() for b in o.race.buyers), default=0)
+    if about is not None and about.fault is not None:  # drawn while buyers were answered, not for all of a long one
+        fig.add_vrect(x0=about.at_s * 1000, x1=min((about.at_s + about.lasts_s) * 1000, last_ms),
+                      fillcolor=palette.ORANGE, opacity=0.15, line_width=0, annotation_text=scenario, row=2, col=2)
     fig.update_annotations(font_size=18)  # the subplot titles
     every = [b.latency_ms for o in outcomes.values() for b in o.race.buyers if b.latency_ms > 0]
     wide = bool(every) and max(every) / min(every) > 20  # a log axis only where latencies span decades

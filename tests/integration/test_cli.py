@@ -176,6 +176,7 @@ def test_psp_changes_the_payment_providers_behaviour_live(stack):
         flashsale(stack.settings, "psp", "--delay", str(stack.settings.payment_delay_ms), "--failure-rate", "0")
 
 
+@pytest.mark.broker_free  # the demo's own work; the saga's deadline on each broker: test_payment_deadline.py
 @pytest.mark.timeout(600)
 def test_demo_payment_outage_writes_the_four_systems_with_the_contracts_keys(stack, tmp_path):
     figures, report = tmp_path / "demo.json", tmp_path / "report.html"
@@ -193,10 +194,13 @@ def test_demo_payment_outage_writes_the_four_systems_with_the_contracts_keys(sta
         assert set(system["errors"]) == {"5xx", "timeouts", "refused"}
     events = result["systems"]["event-driven"]
     assert (events["oversold"], events["lost"], events["chargedTwice"]) == (0, 0, 0)
-    # The outage outlasts the payment deadline: what was not paid before it began expired, its unit back on sale,
-    # and was charged once the provider came back, then refunded.
-    assert events["sold"] == events["paid"] == events["soldByTheEnd"] and events["sold"] + events["expired"] == 30
-    assert events["expired"] == events["refunded"] > 0, events
+    # The provider is down from the opening until 25 s past the payment deadline: every phone reserved expired, its
+    # unit back on sale, and was charged once the provider came back, then refunded. (Begun 0.3 s in, the outage
+    # met no reservation on CI's quiet machine: all 30 were paid, none expired.)
+    assert (events["sold"], events["paid"], events["soldByTheEnd"]) == (0, 0, 0), events
+    assert events["expired"] == events["refunded"] == 30, events
+    for shop in ("naive", "locked", "reserve-then-pay"):  # every buyer of a checkout that pays at once met the outage
+        assert result["systems"][shop]["paid"] == 0, result["systems"][shop]
     assert "payment-outage" in report.read_text()
 
 
