@@ -15,7 +15,7 @@ from flashsale.harness.checks import settle
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
-    pytest.mark.browser,
+    pytest.mark.browser, pytest.mark.broker_free,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                        "(apt-get install chromium); Playwright's own browser downloads are not used"),
     pytest.mark.timeout(240),

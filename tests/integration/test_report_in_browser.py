@@ -10,7 +10,7 @@ from flashsale.demo import run_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(600),
+pytestmark = [pytest.mark.browser, pytest.mark.broker_free, pytest.mark.timeout(600),
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
 

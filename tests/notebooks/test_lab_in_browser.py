@@ -46,7 +46,7 @@ NODES = ("() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (
 CLOCKS = ("() => [...document.querySelectorAll('.js-plotly-plot')].slice(0, 1).flatMap(p => (p.data || [])"
           ".filter(t => t.type === 'histogram').map(t => t.name))")
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(900),
+pytestmark = [pytest.mark.browser, pytest.mark.broker_free, pytest.mark.timeout(900),
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 
 
