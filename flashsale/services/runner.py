@@ -5,6 +5,7 @@ its app factory; both get their settings here, from the environment the launcher
 """
 import gc
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,28 @@ def run_consumer_service(name: str, topics: list[str], handle: Callable[[Setting
     profile = choose(settings)
     log.info("consuming %s as %s instance %d (%s)", topics, name, settings.instance,
              "group member" if profile.groups else f"owns p % {settings.instances} == {settings.instance}")
-    kafka.kafka_loop(settings, profile, name).run(topics, handle(settings), timer(settings) if timer else None)
+    serve(lambda: kafka.kafka_loop(settings, profile, name), topics, handle(settings),
+          timer(settings) if timer else None)
+
+
+def serve(build: Callable[[], kafka.ConsumerLoop[Any]], topics: list[str], handle: Handler,
+          timer: kafka.Timer | None = None, rejoins: int = 5, within_s: float = 60, pause_s: float = 1.0) -> None:
+    """Run a loop that `build` makes until it stops cleanly (SIGTERM). After a fatal consumer error, build another:
+    its consumer joins as a new member under the same static id, which the coordinator gives the partitions, and
+    resumes from the group's commits (the handlers are idempotent). More than `rejoins` in `within_s` is not a
+    fence but a fault that rejoining cannot mend: the error is raised, the process stops, `status` shows it down."""
+    recent: list[float] = []
+    while True:
+        try:
+            build().run(topics, handle, timer)
+            return
+        except kafka.FatalConsumerError as error:
+            now = time.monotonic()
+            recent = [t for t in recent if now - t < within_s] + [now]
+            if len(recent) > rejoins:
+                raise
+            log.warning("%s; rejoining as a new member (%d in %g s)", error, len(recent), within_s)
+            time.sleep(pause_s)
 
 
 def run_http_service(create_app: Callable[[Settings], Any], settings: Settings, port: int) -> None:

@@ -1,8 +1,9 @@
-"""What a consumer does with an error in place of a message: news to nobody, logged, or the end of the process."""
+"""What a consumer does with an error in place of a message or a commit: news to nobody, logged, or the end of its
+loop (a fatal one: runner.serve builds a new consumer, tests/unit/test_consumer_loop.py)."""
 import logging
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from flashsale.adapters import kafka
 
@@ -33,7 +34,39 @@ def test_any_other_error_is_logged_and_skipped(caplog):
     assert "consumer error" in caplog.text and "broker down" in caplog.text
 
 
-def test_a_fatal_error_stops_the_process_saying_why():
+def test_a_fatal_error_ends_the_loop_saying_why():
     fenced = KafkaError(KafkaError.FENCED_INSTANCE_ID, "fenced by another member", fatal=True)
-    with pytest.raises(SystemExit, match="fatal consumer error, stopping: .*fenced by another member"):
+    with pytest.raises(kafka.FatalConsumerError, match="fatal consumer error: .*fenced by another member"):
         kafka.failed(Polled(fenced))
+
+
+class Refused(kafka.KafkaSource):
+    """A source whose broker refuses its commit with `error` (no broker is reached: nothing else is called)."""
+
+    def __init__(self, error: KafkaError):
+        super().__init__({"bootstrap.servers": "127.0.0.1:9", "group.id": "inventory"})
+        self.error = error
+
+    def commit(self, *args, **kwargs) -> list[TopicPartition]:
+        raise KafkaException(self.error)
+
+
+class Handled:
+    def topic(self): return "order.events"
+    def partition(self): return 0
+    def offset(self): return 7
+
+
+def test_a_commit_refused_fatally_ends_the_loop_with_a_fatal_consumer_error():
+    source = Refused(KafkaError(KafkaError.FENCED_INSTANCE_ID, "fenced by another member", fatal=True))
+    with pytest.raises(kafka.FatalConsumerError, match="on commit: .*fenced by another member"):
+        source.commit_after([Handled()])
+    source.close()
+
+
+def test_a_commit_refused_for_a_while_is_raised_as_it_is_for_the_batch_to_be_retried():
+    source = Refused(KafkaError(KafkaError.REQUEST_TIMED_OUT, "coordinator busy"))
+    with pytest.raises(KafkaException) as refused:
+        source.commit_after([Handled()])
+    assert not isinstance(refused.value, kafka.FatalConsumerError)
+    source.close()

@@ -12,7 +12,8 @@ from confluent_kafka import KafkaError, KafkaException
 
 from flashsale import events as ev
 from flashsale.adapters.dead_letters import Postponed, Record
-from flashsale.adapters.kafka import ConsumerLoop, StopSignal
+from flashsale.adapters.kafka import ConsumerLoop, FatalConsumerError, StopSignal
+from flashsale.services.runner import serve
 
 
 @dataclass
@@ -209,12 +210,58 @@ def test_a_fatal_consumer_error_stops_the_loop_and_closes_its_parts():
 
     class Fenced(Source):
         def next_batch(self):
-            raise SystemExit("fatal consumer error, stopping")  # what kafka.failed raises for a fatal one
+            raise FatalConsumerError("fatal consumer error: fenced")  # what kafka.failed raises for a fatal one
 
     source, sink = Fenced(log, StopSignal(), []), Sink(log)
-    with pytest.raises(SystemExit):
+    with pytest.raises(FatalConsumerError):
         ConsumerLoop(source, sink, Owner(log), StopSignal(), pause_s=0).run([ev.ORDER_EVENTS], saved)
     assert source.closed and sink.closed and not log.of("commit")
+
+
+def test_a_fatal_error_on_commit_ends_the_loop_at_once_instead_of_retrying_a_batch_it_can_never_commit():
+    log = Log()
+
+    class FencedOnCommit(Source):
+        def commit_after(self, messages):
+            self.log.calls.append(("commit", [m.offset() for m in messages]))
+            raise FatalConsumerError("fatal consumer error on commit: FENCED_INSTANCE_ID")
+
+    source = FencedOnCommit(log, StopSignal(), [created("a", 0)])
+    with pytest.raises(FatalConsumerError):
+        ConsumerLoop(source, Sink(log), Owner(log), StopSignal(), pause_s=0).run([ev.ORDER_EVENTS], saved)
+    assert len(log.of("commit")) == 1 and not log.of("rewind")
+
+
+def test_a_fenced_service_rejoins_with_a_new_loop_and_goes_on_until_stopped():
+    built: list[str] = []
+
+    class Loop:
+        def __init__(self, fenced: bool):
+            self.fenced = fenced
+
+        def run(self, topics, handle, timer=None):
+            if self.fenced:
+                raise FatalConsumerError("fatal consumer error: fenced")
+
+    def build():
+        built.append("loop")
+        return Loop(fenced=len(built) < 3)  # fenced twice, then it runs until SIGTERM
+
+    serve(build, [ev.ORDER_EVENTS], saved, pause_s=0)
+    assert built == ["loop"] * 3
+
+
+def test_a_service_fenced_again_and_again_stops_instead_of_rejoining_for_ever():
+    built: list[str] = []
+
+    class Fenced:
+        def run(self, topics, handle, timer=None):
+            built.append("loop")
+            raise FatalConsumerError("fatal consumer error: fenced")
+
+    with pytest.raises(FatalConsumerError):
+        serve(Fenced, [ev.ORDER_EVENTS], saved, rejoins=3, within_s=60, pause_s=0)
+    assert len(built) == 4  # three rejoins, and the fourth fence is raised
 
 
 class Deadline:

@@ -38,6 +38,7 @@ from flashsale.adapters.kafka.consume import (
 )
 from flashsale.adapters.kafka.loop import (
     ConsumerLoop,
+    FatalConsumerError,
     KafkaSink,
     KafkaSource,
     StopSignal,
@@ -53,8 +54,8 @@ run_consumer = ConsumerLoop.run  # the loop, by the name notebooks 04 and 13 sho
 
 __all__ = [
     "CLUSTER_SESSION_MS", "GROUP_MEMBER", "QUIET", "READ_COMMITTED", "TOPIC_CONFIG", "AsyncPublisher", "ConsumerLoop",
-    "ExplicitOwnership", "GroupMembership", "GroupView", "KafkaSink", "KafkaSource", "Member", "Membership",
-    "Ownership", "Postponed", "StopSignal", "Timer", "after", "answers", "assign_from_committed",
+    "ExplicitOwnership", "FatalConsumerError", "GroupMembership", "GroupView", "KafkaSink", "KafkaSource", "Member",
+    "Membership", "Ownership", "Postponed", "StopSignal", "Timer", "after", "answers", "assign_from_committed",
     "commit_before_revoke", "consumer", "decode_or_dead_letter", "delivered_to", "describe_groups", "ensure_topics",
     "failed", "flush",
     "heartbeat_file", "kafka_loop", "member", "member_config", "owned_partitions", "ownership", "publish",

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Generic, Protocol, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from flashsale.adapters.dead_letters import Handler, Postponed, Record, decode_or_dead_letter, isolate
 from flashsale.adapters.kafka.consume import Membership, Ownership, member_config, ownership
@@ -28,6 +28,12 @@ from flashsale.events import Event, Notification
 from flashsale.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class FatalConsumerError(Exception):
+    """librdkafka's consumer can do nothing more: a fatal error, such as a static member fenced because its id is
+    in use by a newer session of it (FENCED_INSTANCE_ID), which Apache Kafka answered after its own kill -9 and
+    restart. It ends the loop, not the service: `serve` builds a new consumer, which joins as a new member."""
 
 
 class Source(Protocol):
@@ -113,6 +119,8 @@ class ConsumerLoop(Generic[S]):
                         self.source.commit_after(messages)  # what was handled: no more
                         failures = 0
                     except Exception as error:
+                        if isinstance(error, FatalConsumerError):
+                            raise  # its batch is not committed: the next member reads it again
                         if isinstance(error, Postponed):
                             log.warning("batch postponed: %s", error)
                         else:
@@ -177,7 +185,12 @@ class KafkaSource(Consumer):
         return [m for m in batch if not failed(m)]
 
     def commit_after(self, messages: list[Message]) -> None:
-        self.commit(offsets=after(messages), asynchronous=False)
+        try:
+            self.commit(offsets=after(messages), asynchronous=False)
+        except KafkaException as error:
+            if error.args[0].fatal():
+                raise FatalConsumerError(f"fatal consumer error on commit: {error.args[0]}") from error
+            raise
 
     def joined(self) -> bool:
         """In its group (a member that has its assignment, maybe empty); a client that owns its partitions: always."""
@@ -201,14 +214,14 @@ class KafkaSink:
 
 def failed(message: Message) -> bool:
     """An error in place of a message: end of partition is news to nobody; others are logged, and a fatal one
-    (a fenced member, say) stops the process, so `status` shows it down instead of a member that reads nothing."""
+    (a fenced member, say) ends the loop, never a member that reads nothing."""
     error = message.error()
     if error is None:
         return False
     if error.code() != KafkaError._PARTITION_EOF:
         log.error("consumer error: %s", error)
         if error.fatal():
-            raise SystemExit(f"fatal consumer error, stopping: {error}")
+            raise FatalConsumerError(f"fatal consumer error: {error}")
     return True
 
 
