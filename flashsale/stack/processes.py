@@ -1,6 +1,7 @@
 """Child processes of the stack: spawn detached, check, stop, wait, read their logs."""
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -151,16 +152,33 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+# Ports are drawn at random below every system's ephemeral range (Linux 32768-60999, macOS and Windows from 49152),
+# where the kernel never picks one by itself, and one process never draws a port twice. bind(0) gave ports the
+# kernel hands out again as soon as they are closed: in CI a test's shop port went to SeaweedFS a moment later.
+PORTS = range(20000, 32768)
+_drawn: set[int] = set()  # by this process: its stacks' ports, whichever part of it chose them
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports: each stays bound until all are chosen, so none is handed out twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """`count` distinct ports, free now and never handed out before by this process."""
+    rng = random.SystemRandom()
+    chosen: list[int] = []
+    for _ in range(100 * count + 1000):
+        if len(chosen) == count:
+            break
+        port = rng.choice(PORTS)
+        if port in _drawn:
+            continue
+        _drawn.add(port)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # someone else's: drawn anyway, so it is not tried again
+        chosen.append(port)
+    if len(chosen) < count:
+        raise StackError(f"No {count} free ports between {PORTS.start} and {PORTS.stop - 1}")
+    return chosen
 
 
 def require_free(port: int, name: str) -> None:
