@@ -78,15 +78,26 @@ def homes(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("exercises")
 
 
+# Whose checks ask Redis alone (test_exercise_checks.BROKER_FREE, less 11, whose solution's order service then
+# consumes): CI's Kafka pass leaves their solutions out, three stacks that would run the same again.
+BROKER_FREE = {"10-idempotent-reservation", "12-per-user-limit", "16-stretch-shared-rate-limiter"}
+
+
+def _solution(path: Path):
+    return pytest.param(path, id=path.stem, marks=[pytest.mark.broker_free] if path.stem in BROKER_FREE else [])
+
+
 @pytest.fixture(scope="module")
-def solved(homes: Path) -> Session:
-    session = Session(SOLUTIONS, homes, homes / "solutions.xml")
+def solved(homes: Path, request: pytest.FixtureRequest) -> Session:
+    selected = [item.callspec.params["solution"] for item in request.session.items
+                if item.originalname == "test_the_solution_passes_its_check"]  # what -m and -k left of them
+    session = Session(selected, homes, homes / "solutions.xml")
     print(f"\nnbval, solutions: {session.run.stdout.strip().splitlines()[-1]}")
     return session
 
 
 @pytest.fixture(scope="module")
-def unsolved(solved: Session, homes: Path) -> Session:
+def unsolved(homes: Path) -> Session:  # after the solutions' session where both run: their servers' data is here
     session = Session([EXERCISES / s.name for s in SOLUTIONS], homes, homes / "exercises.xml")
     print(f"\nnbval, student copies: {session.run.stdout.strip().splitlines()[-1]}")
     return session
@@ -113,7 +124,7 @@ def test_there_are_at_least_six_exercises_shaped_as_lessons():
 
 
 @pytest.mark.timeout(1300)
-@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("solution", [_solution(path) for path in SOLUTIONS])
 def test_the_solution_passes_its_check(solution: Path, solved: Session):
     print(f"solutions/{solution.name}: {solved.summary(solution)}")
     assert solution.stem in solved.cells, f"nbval did not run {solution.name}\n{solved.log()}"
