@@ -2,9 +2,8 @@
 
 The notebooks run as the lessons do (test_notebooks.py), under `pytest --nbval-lax`, each against its
 own embedded stack, and afterwards no process of its stack may be alive. To keep the run short, one
-nbval session runs every solution, then one runs every student copy (pytest's start-up alone costs
-~15 s here), and each notebook is judged from the session's JUnit report. A solution and its copy
-share one FLASHSALE_HOME, so the copy's stack reuses the servers' data and skips PostgreSQL's initdb.
+nbval session runs every solution while another runs every student copy (pytest's start-up alone costs
+~15 s here), and each notebook is judged from its session's JUnit report.
 
 A student copy must fail, and fail the right way: its check cell raises the stub's NotImplementedError
 (or the check's AssertionError); nothing before the first task cell fails; every failing cell fails
@@ -31,28 +30,36 @@ FAILED_AS = ("NotImplementedError", "AssertionError", "Wrong")
 
 
 class Session:
-    """One nbval run over several notebooks: its output, and per notebook, each code cell's failure (or None)."""
+    """One nbval run over several notebooks, started at once and waited for: its output, and per notebook, each
+    code cell's failure (or None)."""
 
-    def __init__(self, notebooks: list[Path], home: Path, junit: Path):
-        self.home, self.left = home, {}
-        try:
-            # An explicit --basetemp: a nested pytest would otherwise rotate the numbered temp dirs away, this
-            # session's included, and with it the homes whose servers' data the student copies reuse.
-            self.run = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=300",
-                                       "-p", "no:cacheprovider", f"--basetemp={home / ('nbval-' + junit.stem)}", "-q",
-                                       f"--junitxml={junit}", *map(str, notebooks)],
-                                      cwd=ROOT, env={**os.environ, "FLASHSALE_HOME": str(home)},
-                                      capture_output=True, text=True, timeout=1200)
-        finally:
-            for notebook in notebooks:
-                self.left[notebook.stem] = survivors(home / notebook.stem)
-                clean_up(home / notebook.stem)
+    def __init__(self, notebooks: list[Path], home: Path):
+        self.notebooks, self.home, self.junit, self.left = notebooks, home, home / "junit.xml", {}
+        home.mkdir(parents=True, exist_ok=True)
+        self.output = (home / "nbval.out").open("w+")
+        # An explicit --basetemp: a nested pytest would otherwise rotate the numbered temp dirs away, this
+        # session's included, and with it the homes of its stacks.
+        self.process = subprocess.Popen([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=300",
+                                         "-p", "no:cacheprovider", f"--basetemp={home / 'nbval'}", "-q",
+                                         f"--junitxml={self.junit}", *map(str, notebooks)],
+                                        cwd=ROOT, env={**os.environ, "FLASHSALE_HOME": str(home)},
+                                        stdout=self.output, stderr=subprocess.STDOUT, text=True)
         self.cells: dict[str, dict[int, str | None]] = {}
-        for case in ElementTree.parse(junit).iter("testcase"):
+
+    def wait(self) -> "Session":
+        try:
+            self.process.wait(timeout=1200)
+        finally:
+            self.process.kill()
+            for notebook in self.notebooks:
+                self.left[notebook.stem] = survivors(self.home / notebook.stem)
+                clean_up(self.home / notebook.stem)
+        for case in ElementTree.parse(self.junit).iter("testcase"):
             notebook = case.get("classname").rsplit(".", 2)[-2]
             failure = case.find("failure")
             self.cells.setdefault(notebook, {})[int(case.get("name").split()[-1])] = (
                 None if failure is None else _exception(failure))
+        return self
 
     def summary(self, notebook: Path) -> str:
         cells = self.cells.get(notebook.stem, {})
@@ -63,7 +70,12 @@ class Session:
         return {cell: error for cell, error in self.cells.get(notebook.stem, {}).items() if error is not None}
 
     def log(self) -> str:
-        return f"{self.run.stdout[-6000:]}\n{self.run.stderr[-2000:]}"
+        self.output.seek(0)
+        return self.output.read()[-8000:]
+
+    def last_line(self) -> str:
+        lines = self.log().strip().splitlines()
+        return lines[-1] if lines else "(no output)"
 
 
 def _exception(failure) -> str:
@@ -87,20 +99,32 @@ def _solution(path: Path):
     return pytest.param(path, id=path.stem, marks=[pytest.mark.broker_free] if path.stem in BROKER_FREE else [])
 
 
-@pytest.fixture(scope="module")
-def solved(homes: Path, request: pytest.FixtureRequest) -> Session:
-    selected = [item.callspec.params["solution"] for item in request.session.items
-                if item.originalname == "test_the_solution_passes_its_check"]  # what -m and -k left of them
-    session = Session(selected, homes, homes / "solutions.xml")
-    print(f"\nnbval, solutions: {session.run.stdout.strip().splitlines()[-1]}")
-    return session
+def selected(request: pytest.FixtureRequest, test: str) -> list[Path]:
+    """The notebooks of `test` that -m and -k left to run."""
+    return [item.callspec.params["solution"] for item in request.session.items if item.originalname == test]
 
 
 @pytest.fixture(scope="module")
-def unsolved(homes: Path) -> Session:  # after the solutions' session where both run: their servers' data is here
-    session = Session([EXERCISES / s.name for s in SOLUTIONS], homes, homes / "exercises.xml")
-    print(f"\nnbval, student copies: {session.run.stdout.strip().splitlines()[-1]}")
-    return session
+def sessions(homes: Path, request: pytest.FixtureRequest) -> dict[str, Session]:
+    """The solutions and the student copies, each in an nbval session of its own, both at once: a student copy's
+    checks fail at once, so its session mostly waits for its stacks, and the two took 256 and 333 s one after the
+    other in a CI rehearsal. Each has a home of its own: the same exercise's stacks run side by side."""
+    kinds = {"solutions": selected(request, "test_the_solution_passes_its_check"),
+             "exercises": [EXERCISES / s.name for s in selected(request, "test_the_unsolved_copy_fails_its_check")]}
+    started = {kind: Session(notebooks, homes / kind) for kind, notebooks in kinds.items() if notebooks}
+    return {kind: session.wait() for kind, session in started.items()}
+
+
+@pytest.fixture(scope="module")
+def solved(sessions: dict[str, Session]) -> Session:
+    print(f"\nnbval, solutions: {sessions['solutions'].last_line()}")
+    return sessions["solutions"]
+
+
+@pytest.fixture(scope="module")
+def unsolved(sessions: dict[str, Session]) -> Session:
+    print(f"\nnbval, student copies: {sessions['exercises'].last_line()}")
+    return sessions["exercises"]
 
 
 @pytest.mark.broker_free
