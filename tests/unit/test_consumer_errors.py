@@ -34,6 +34,14 @@ def test_any_other_error_is_logged_and_skipped(caplog):
     assert "consumer error" in caplog.text and "broker down" in caplog.text
 
 
+def test_a_fence_that_comes_as_code_fatal_without_the_fatal_flag_ends_the_loop_too():
+    # what inventory's consumer handed back after Apache Kafka's kill -9 and restart, at a load of 4-5
+    fenced = KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced by other consumer")
+    assert not fenced.fatal()
+    with pytest.raises(kafka.FatalConsumerError, match="Static consumer fenced"):
+        kafka.failed(Polled(fenced))
+
+
 def test_a_fatal_error_ends_the_loop_saying_why():
     fenced = KafkaError(KafkaError.FENCED_INSTANCE_ID, "fenced by another member", fatal=True)
     with pytest.raises(kafka.FatalConsumerError, match="fatal consumer error: .*fenced by another member"):
