@@ -40,16 +40,6 @@ def test_status_names_the_s3_server_under_the_durable_broker(default_stack):
     assert isinstance(weed["pid"], int) and weed["url"].startswith("http://") and weed["healthy"] is True
 
 
-# Not yet on Apache Kafka: after the broker's kill -9 and restart, inventory's static member was fenced for good
-# (FENCED_INSTANCE_ID: "Static consumer fenced by other consumer with same group.instance.id", fatal in librdkafka)
-# and stopped deciding, so accepted orders waited unsettled (142 of 173 in one run at load 19; round 0 failed again
-# at load 3-8), and the shared fault stack did not come back within `up`'s 60 s. Skipped, not hidden: the fix is a
-# consumer that rejoins after a fatal fence (adapters/kafka), then this skip goes.
-kafka_fences = pytest.mark.skipif(Settings().broker == "kafka", reason="Apache Kafka: a static member fenced for "
-                                  "good after a broker restart (see the comment above); issue 26")
-
-
-@kafka_fences
 @pytest.mark.parametrize("round", range(3))
 def test_kill_9_of_the_default_broker_mid_sale_with_orders_frozen_loses_no_accepted_order(default_stack, round):
     rng = random.Random(f"{SEED}-durable-{round}")
