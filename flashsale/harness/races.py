@@ -98,6 +98,9 @@ def during(stack: Stack, scenario: Scenario) -> Iterator[threading.Event]:
         begun.wait()
     try:
         yield mend
+    except BaseException:
+        mend.set()  # the race itself failed (or ^C): mend the fault now instead of waiting it out
+        raise
     finally:
         thread.join()
     if failures:
