@@ -31,9 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class FatalConsumerError(Exception):
-    """librdkafka's consumer can do nothing more: a fatal error, such as a static member fenced because its id is
-    in use by a newer session of it (FENCED_INSTANCE_ID), which Apache Kafka answered after its own kill -9 and
-    restart. It ends the loop, not the service: `serve` builds a new consumer, which joins as a new member."""
+    """The consumer can do nothing more (a static member fenced after Apache Kafka's kill -9 and restart, say): it
+    ends the loop, not the service, whose `runner.serve` builds a new consumer that joins as a new member."""
 
 
 class Source(Protocol):
@@ -188,7 +187,7 @@ class KafkaSource(Consumer):
         try:
             self.commit(offsets=after(messages), asynchronous=False)
         except KafkaException as error:
-            if error.args[0].fatal():
+            if fatal(error.args[0]):
                 raise FatalConsumerError(f"fatal consumer error on commit: {error.args[0]}") from error
             raise
 
@@ -220,11 +219,14 @@ def failed(message: Message) -> bool:
         return False
     if error.code() != KafkaError._PARTITION_EOF:
         log.error("consumer error: %s", error)
-        # A fence reaches the loop as code _FATAL, its fatal() flag unset (measured: Kafka killed and restarted at a
-        # load of 4-5, inventory read on as a member of nothing and the sale stopped settling)
-        if error.fatal() or error.code() == KafkaError._FATAL:
+        if fatal(error):
             raise FatalConsumerError(f"fatal consumer error: {error}")
     return True
+
+
+def fatal(error: KafkaError) -> bool:
+    """A fence reaches the loop as code _FATAL, its fatal() flag unset (measured at a load of 4-5, Kafka killed)."""
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
 
 
 def after(messages: list[Message]) -> list[TopicPartition]:
