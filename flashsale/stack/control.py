@@ -20,7 +20,7 @@ from flashsale.adapters import postgres, redis as redis_adapter
 from flashsale.brokers import BrokerProfile, choose
 from flashsale.sale import Sale, SaleCounts, current_sale, start_sale
 from flashsale.settings import DEFAULT_ADMIN_TOKEN, Settings
-from flashsale.stack import components, docker, embedded
+from flashsale.stack import docker
 from flashsale.stack.components import CONSUMERS, HTTP_SERVICES, INFRA, SCALABLE, SERVICES
 from flashsale.stack.faults import Faults
 from flashsale.stack.launcher import Launcher, log_path
@@ -88,30 +88,45 @@ class Stack:
     # --- up and down --------------------------------------------------------------------------------
 
     def up(self, stock: int | None = None, timeout: float = 60, services: tuple[str, ...] = tuple(SERVICES)) -> Status:
-        """Start whatever is not running (the servers, then `services`), wait until all is healthy. Idempotent."""
+        """Start whatever is not running (the servers, then `services`), wait until all is healthy. Idempotent.
+
+        All or nothing: an `up` that fails (a server or service that does not come up, Ctrl-C) stops what it started;
+        what ran before keeps running. Before: a test's failed `up` left four servers running for two hours.
+        """
         launcher = self._launcher
         with self.table.locked() as state:
             self._same_broker(state)
             for service in HTTP_SERVICES:  # refuse early, before starting anything, if a fixed port is taken
                 if not alive(state.pid(service)):
                     require_free(launcher.port(service), service)
-            state.public, state.durable, state.broker = self.settings.public, self.settings.durable, \
-                self.settings.broker
-            state.kafka_nodes = self.settings.kafka_nodes
-            self.table.save(state)
-            forgets = self.profile.forgets_on_restart and not alive(state.pid("kafka"))
-            clients = launcher.stop_clients(state) if forgets else set()
-            launcher.infra_up(state, timeout)
-            launcher.ensure_topics(state)
-            launcher.start_clients(state, clients, timeout)
-            settings = state.wired(self.settings)
-            postgres.ensure_schema(settings.database_url)
-            if stock is not None or current_sale(redis_adapter.connect(settings.redis_url)) is None:
-                self._reset(settings, stock)
-            for service in services:
-                launcher.service_up(state, service)
-            launcher.wait_healthy(state, services, timeout)
+            before = dict(state.processes)
+            try:
+                self._bring_up(state, stock, timeout, services)
+            except BaseException:  # what this call started, stopped; a dead node it restarted is noted as before
+                started = [name for name, process in state.processes.items() if before.get(name) != process]
+                self._launcher.stop(state, started)
+                state.processes.update({name: before[name] for name in started if name in before})
+                self.table.save(state)
+                raise
         return self.status()
+
+    def _bring_up(self, state: State, stock: int | None, timeout: float, services: tuple[str, ...]) -> None:
+        launcher = self._launcher
+        state.public, state.durable, state.broker = self.settings.public, self.settings.durable, self.settings.broker
+        state.kafka_nodes = self.settings.kafka_nodes
+        self.table.save(state)
+        forgets = self.profile.forgets_on_restart and not alive(state.pid("kafka"))
+        clients = launcher.stop_clients(state) if forgets else set()
+        launcher.infra_up(state, timeout)
+        launcher.ensure_topics(state)
+        launcher.start_clients(state, clients, timeout)
+        settings = state.wired(self.settings)
+        postgres.ensure_schema(settings.database_url)
+        if stock is not None or current_sale(redis_adapter.connect(settings.redis_url)) is None:
+            self._reset(settings, stock)
+        for service in services:
+            launcher.service_up(state, service)
+        launcher.wait_healthy(state, services, timeout)
 
     def _same_broker(self, state: State) -> None:
         """A broker asked for by name (`--broker`, `--kafka-nodes`, `--fast`, or the environment) must be the one
@@ -125,14 +140,8 @@ class Stack:
     def down(self) -> None:
         """Stop services first (they finish their batch and commit), then the servers in reverse start order."""
         with self.table.locked() as state:
-            started = components.servers(self.profile) if self.profile.engine else {}
-            servers = [name for server in started for name in state.of(server)]
-            services = [name for name in state.processes if name not in servers]
-            for name in [*services, *reversed(servers)]:
-                stop(state.processes[name].pid, state.processes[name].signal)
-            for leftover in embedded.seaweedfs_sockets(state.ports.get("seaweedfs", {})):
-                leftover.unlink(missing_ok=True)
-            state.processes, state.public, state.durable = {}, False, False
+            self._launcher.stop(state, list(state.processes))
+            state.public, state.durable = False, False
             self.table.save(state)
             if self.settings.infra == "docker":
                 docker.down(self.settings)

@@ -14,7 +14,7 @@ from typing import Any
 from flashsale.adapters import kafka
 from flashsale.brokers import choose
 from flashsale.settings import Settings
-from flashsale.stack import components, docker
+from flashsale.stack import components, docker, embedded
 from flashsale.stack.components import ON_DEMAND, SERVICES, Launch
 from flashsale.stack.probes import Probes
 from flashsale.stack.processes import StackError, alive, free_port, require_free, spawn, stop, wait_until
@@ -130,6 +130,19 @@ class Launcher:
             if info.service in wanted and not (SERVICES.get(info.service) or ON_DEMAND[info.service]).job:
                 wait_until(partial(self.probes.healthy, state, name, info, quiet=False), timeout,
                            f"{name} did not become healthy", log_path(self.home, name), info.pid)
+
+    def stop(self, state: State, names: list[str]) -> None:
+        """Stop these processes, services before servers, and take them out of the table."""
+        started = components.servers(self.profile) if self.profile.engine else {}
+        servers = [name for server in started for name in state.of(server)]
+        for name in [*(n for n in state.processes if n not in servers), *reversed(servers)]:
+            if name in names:
+                stop(state.processes[name].pid, state.processes[name].signal)
+        if any(name in names for name in state.of("seaweedfs")):  # its unix sockets outlive a kill
+            for leftover in embedded.seaweedfs_sockets(state.ports.get("seaweedfs", {})):
+                leftover.unlink(missing_ok=True)
+        state.processes = {name: process for name, process in state.processes.items() if name not in names}
+        self.table.save(state)
 
     # --- around a broker that forgets --------------------------------------------------------------
 
