@@ -128,7 +128,8 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         goal_p99_e2e_ms=p99_e2e, goal_p99_fanout_ms=0, cpu_ms_per_order=cpu_per_order["total"],
         idle_cpu_pct=idle.idle_cpu_pct, idle_cpu_pct_by_component=idle.idle_cpu_pct_by_component,
         stack_uss_mib=idle.stack_uss_mib, per_user_limit_cancelled=refused,
-        first_order_after_idle_ms=round(woken.latencies_ms[0], 1) if woken.latencies_ms else None)
+        first_order_after_idle_ms=round(woken.latencies_ms[0], 1) if woken.latencies_ms else None,
+        broker_mode=choose(settings).name)
     return replace(result, goal_p99_fanout_ms=result.p99_fanout_ms, runs=(result.figures(),))
 
 

@@ -63,6 +63,7 @@ class BenchResult(Readable):
     per_user_limit_cancelled: int = field(kw_only=True)
     # one order placed once the idle time is over: POST -> final on the WebSocket (None: it never came back)
     first_order_after_idle_ms: float | None = field(kw_only=True, default=None)
+    broker_mode: str = field(kw_only=True, default="")  # the broker's profile: "tansu-s3" is durable, "tansu" is not
 
     @property
     def p99_fanout_ms(self) -> float:
@@ -76,16 +77,18 @@ class BenchResult(Readable):
                           self.first_order_after_idle_ms)
 
     def as_dict(self) -> dict[str, Any]:
-        rate, accept = self.e2e_rate_per_s, self.accept_per_s
+        # The fan-out's goal is named by its browsers (issue 25: `p99_fanout_ms_at_1000`, 1,000 of them, whatever
+        # the rate); the end-to-end goal by its offered orders a second.
+        rate, browsers, accept = self.e2e_rate_per_s, self.fanout["clients"], self.accept_per_s
         return {
             "accept_per_s": accept, "p50_accept_ms": self.p50_accept_ms,
             "p99_accept_ms": self.p99_accept_ms_by_system["event_driven"],
             "p99_accept_ms_by_system": self.p99_accept_ms_by_system, "errors": self.errors,
             "ratio_event_vs_locked": round(accept["event_driven"] / accept["locked"], 2),
             "ratio_event_vs_ceiling": round(accept["event_driven"] / accept["ceiling"], 2),
-            "broker": self.broker, "e2e_rate_per_s": rate, "p50_e2e_ms": self.p50_e2e_ms,
-            "p99_e2e_ms": self.p99_e2e_ms, f"p99_e2e_ms_at_{rate}": self.goal_p99_e2e_ms,
-            f"p99_fanout_ms_at_{rate}": self.goal_p99_fanout_ms, "e2e_settled": self.e2e_settled,
+            "broker": self.broker, "broker_mode": self.broker_mode, "e2e_rate_per_s": rate,
+            "p50_e2e_ms": self.p50_e2e_ms, "p99_e2e_ms": self.p99_e2e_ms, f"p99_e2e_ms_at_{rate}": self.goal_p99_e2e_ms,
+            f"p99_fanout_ms_at_{browsers}": self.goal_p99_fanout_ms, "e2e_settled": self.e2e_settled,
             "cpu_ms_per_order": self.cpu_ms_per_order,
             "cpu_ms_per_order_by_component": self.cpu_ms_per_order_by_component,
             "cpu_ms_per_noop": self.cpu_ms_per_noop, "warm_up_s": self.warm_up_s,
@@ -96,7 +99,7 @@ class BenchResult(Readable):
             "per_user_limit_cancelled": self.per_user_limit_cancelled,
             "buyers_distinct": self.per_user_limit_cancelled == 0,
             "first_order_after_idle_ms": self.first_order_after_idle_ms,
-            "runs": [{f"p99_e2e_ms_at_{rate}": run.p99_e2e_ms, f"p99_fanout_ms_at_{rate}": run.p99_fanout_ms,
+            "runs": [{f"p99_e2e_ms_at_{rate}": run.p99_e2e_ms, f"p99_fanout_ms_at_{browsers}": run.p99_fanout_ms,
                       "cpu_ms_per_order": run.cpu_ms_per_order, "cpu_ms_per_noop": run.cpu_ms_per_noop,
                       "p99_fanout_ms_by_kind": run.p99_fanout_ms_by_kind, "idle_cpu_pct": run.idle_cpu_pct,
                       "stack_uss_mib": run.stack_uss_mib, "per_user_limit_cancelled": run.per_user_limit_cancelled,

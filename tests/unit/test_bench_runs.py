@@ -2,12 +2,13 @@
 from flashsale.bench import BenchResult, worst
 
 
-def run(e2e, order_p99, stock_p99, cpu, noop=0.2, idle=(3.0, 300.0, 0)) -> BenchResult:
+def run(e2e, order_p99, stock_p99, cpu, noop=0.2, idle=(3.0, 300.0, 0), rate=1000, browsers=1000) -> BenchResult:
     systems = ("ceiling", "event_driven", "locked", "naive")
     return BenchResult(
         "kafka", 1000, 5, dict.fromkeys(systems, 100.0), dict.fromkeys(systems, 1.0), dict.fromkeys(systems, 2.0),
-        dict.fromkeys(systems, 0), 100.0, 1000, 1.0, e2e, True, {"gateway": cpu, "total": cpu}, noop, 30, 60.0,
-        {"order_update": {"received": 10, "p99_ms": order_p99}, "stock_update": {"received": 10, "p99_ms": stock_p99}},
+        dict.fromkeys(systems, 0), 100.0, rate, 1.0, e2e, True, {"gateway": cpu, "total": cpu}, noop, 30, 60.0,
+        {"clients": browsers, "order_update": {"received": 10, "p99_ms": order_p99},
+         "stock_update": {"received": 10, "p99_ms": stock_p99}},
         0, 0, goal_p99_e2e_ms=e2e, goal_p99_fanout_ms=max(order_p99, stock_p99), cpu_ms_per_order=cpu,
         idle_cpu_pct=idle[0], idle_cpu_pct_by_component={"tansu": idle[0]}, stack_uss_mib=idle[1],
         per_user_limit_cancelled=idle[2])
@@ -42,3 +43,9 @@ def test_the_idle_stack_and_the_buyers_report_their_worst_run_too():
     assert (result["idle_cpu_pct"], result["stack_uss_mib"], result["per_user_limit_cancelled"]) == (4.1, 310.0, 7)
     assert result["buyers_distinct"] is False
     assert [r["idle_cpu_pct"] for r in result["runs"]] == [2.5, 4.1, 1.0]
+
+
+def test_the_fan_out_goal_is_named_by_its_browsers_and_the_end_to_end_goal_by_its_rate():
+    result = worst([run(900, 40, 129, 2.1, rate=400, browsers=1000)]).as_dict()
+    assert (result["p99_e2e_ms_at_400"], result["p99_fanout_ms_at_1000"]) == (900, 129)
+    assert "p99_fanout_ms_at_400" not in result and "p99_fanout_ms_at_1000" in result["runs"][0]
