@@ -51,9 +51,7 @@ PLATFORMS = {  # --platform NAME: pip's platform tags, and the markers of such a
     "linux-aarch64": _linux("aarch64"),
     "macos-arm64": _macos("arm64", "14_0"),  # macOS 11 to 14
     "macos-x86_64": _macos("x86_64", "14_0"),
-    "windows-amd64": (("win_amd64",), {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
-                                       "platform_machine": "AMD64"}),
-}
+}  # not Windows: the kit runs there in WSL 2, which is linux-x86_64 (flashsale/__init__.py)
 
 # pip with the target's marker environment: its vendored `packaging` evaluates every marker through
 # `default_environment()`, looked up at each call.

@@ -23,9 +23,9 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable:
 
 @app.command()
 def bundle(folder: Path = typer.Argument(..., help="Where to write wheels/, kafka/, notebooks/ and INSTALL.md."),
-           platform: list[str] | None = typer.Option(None, help="linux-x86_64, linux-aarch64, macos-arm64, "
-                                                                    "macos-x86_64 or windows-amd64; again for more "
-                                                                    "(default: this machine's)."),
+           platform: list[str] | None = typer.Option(None, help="linux-x86_64, linux-aarch64, macos-arm64 "
+                                                                    "or macos-x86_64 (Windows: WSL 2 is linux); again "
+                                                                    "for more (default: this machine's)."),
            python: list[str] | None = typer.Option(None, help="3.11, 3.12, ...; again for more (default: this "
                                                                   "one).")) -> None:
     """Write an offline bundle: every wheel the kit needs (sdists named where no wheel exists), Kafka's jars and an

