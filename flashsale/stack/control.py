@@ -104,7 +104,7 @@ class Stack:
                 self._bring_up(state, stock, timeout, services)
             except BaseException:  # what this call started, stopped; a dead node it restarted is noted as before
                 started = [name for name, process in state.processes.items() if before.get(name) != process]
-                self._launcher.stop(state, started)
+                self._launcher.stop_processes(state, started)
                 state.processes.update({name: before[name] for name in started if name in before})
                 self.table.save(state)
                 raise
@@ -140,7 +140,7 @@ class Stack:
     def down(self) -> None:
         """Stop services first (they finish their batch and commit), then the servers in reverse start order."""
         with self.table.locked() as state:
-            self._launcher.stop(state, list(state.processes))
+            self._launcher.stop_processes(state, list(state.processes))
             state.public, state.durable = False, False
             self.table.save(state)
             if self.settings.infra == "docker":

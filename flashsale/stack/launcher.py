@@ -131,7 +131,7 @@ class Launcher:
                 wait_until(partial(self.probes.healthy, state, name, info, quiet=False), timeout,
                            f"{name} did not become healthy", log_path(self.home, name), info.pid)
 
-    def stop(self, state: State, names: list[str]) -> None:
+    def stop_processes(self, state: State, names: list[str]) -> None:
         """Stop these processes, services before servers, and take them out of the table."""
         started = components.servers(self.profile) if self.profile.engine else {}
         servers = [name for server in started for name in state.of(server)]
