@@ -5,10 +5,12 @@
 It brings a stack up in a home of its own on free ports, lets it settle (a JVM compiles what its timers run for a
 minute or more after start), measures `idle_footprint` (harness/footprint.py: the same figure as the bench's
 `idle_cpu_pct`) and, over the same seconds, each thread's CPU, by its name in /proc (`C2 CompilerThre`,
-`tokio-rt-worker`, `rdk:main`...): the figure that says which clock to slow down. Then it takes the stack down.
+`tokio-rt-worker`, `rdk:main`...): the figure that says which clock to slow down. Then it takes the stack down and
+removes its home.
 """
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +57,7 @@ def main() -> None:
         after = thread_times(stack)
     finally:
         stack.down()
+        shutil.rmtree(home, ignore_errors=True)
     print(f"{footprint.idle_cpu_pct}% of a core over {footprint.seconds} s, {footprint.stack_uss_mib} MiB unique")
     for component, pct in sorted(footprint.idle_cpu_pct_by_component.items(), key=lambda item: -item[1]):
         print(f"  {pct:5.2f}%  {component}")
