@@ -53,12 +53,21 @@ def fresh_sale(stack):
 
 UNIT = Path(__file__).parent / "unit"
 FAULTS = Path(__file__).parent / "faults"
+# Where a broker_free test is also `beside`: CI runs it in a pytest of its own beside the tansu pass (.ci/run). They
+# mostly wait on installs, kernels, browsers and timeouts: the broker_free tests of integration/ and these notebook
+# and fault files took 529 s alone here, with the machine's two cores 32% busy on average (2026-12-07). Not the unit
+# tests (quick, and busy), nor test_notebooks.py and test_exercises.py, whose nbval sessions their broker tests share.
+BESIDE = [Path(__file__).parent / path for path in (
+    "rooms", "integration", "faults/test_fast_broker.py", "notebooks/test_tidy.py",
+    "notebooks/test_what_the_lessons_say.py", "notebooks/test_lab_in_browser.py")]
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "faults: breaks and mends the shared stack; runs after every other test")
     config.addinivalue_line("markers", "broker_free: its outcome does not depend on the broker (every unit test is): "
                                        "CI's Kafka pass leaves it out, `-m 'not broker_free'`, the tansu pass ran it")
+    config.addinivalue_line("markers", "beside: broker_free and mostly waiting (BESIDE says where): CI runs these in "
+                                       "a pytest of their own, `-m beside`, beside the tansu pass, `-m 'not beside'`")
 
 
 def pytest_collection_modifyitems(items):
@@ -66,6 +75,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if UNIT in item.path.parents:
             item.add_marker(pytest.mark.broker_free)
+        if item.get_closest_marker("broker_free") and any(p == item.path or p in item.path.parents for p in BESIDE):
+            item.add_marker(pytest.mark.beside)
         if FAULTS in item.path.parents:
             item.add_marker(pytest.mark.faults)
     items.sort(key=lambda item: item.get_closest_marker("faults") is not None)  # stable: the rest keep their order
