@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 import psycopg
 
 from flashsale.adapters import kafka, postgres, redis as redis_adapter
+from flashsale.brokers import choose
 from flashsale.events import INVENTORY_EVENTS, PAYMENT_EVENTS, PAYMENT_FAILED_REASON, PAYMENT_TIMEOUT_REASON
 from flashsale.rules.reservation import PER_USER_LIMIT, RELEASED
 from flashsale.sale import available_stock, sale_by_id
@@ -131,9 +132,9 @@ SAGA_READERS = {"payments": [INVENTORY_EVENTS, PAYMENT_EVENTS], "orders": [INVEN
 def payments_done(settings: Settings, timeout: float = 60) -> bool:
     """Wait until payments and orders have read every reservation and payment event, twice in a row (a refund due
     comes back to payments after orders read the late charge): then no charge or refund is under way."""
-    deadline, quiet = time.monotonic() + timeout, 0
+    deadline, quiet, waits = time.monotonic() + timeout, 0, choose(settings).reading
     while quiet < 2 and time.monotonic() < deadline:
-        left = sum(kafka.unread(settings.kafka_bootstrap_servers, group, topics, settings.partitions)
+        left = sum(kafka.unread(settings.kafka_bootstrap_servers, group, topics, settings.partitions, waits)
                    for group, topics in SAGA_READERS.items())
         quiet = quiet + 1 if left == 0 else 0
         if left:

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flashsale.adapters.kafka.consume import assign_from_committed, consumer
-from flashsale.brokers import FAST_CONSUMER, Config
+from flashsale.brokers import Config
 from flashsale.events import TOPICS, dead_letter_topic
 from flashsale.net import port_open
 from flashsale.readable import Readable
@@ -160,13 +160,15 @@ def read_to_end(reader: Consumer, timeout: float | None = 30, batch: int = 1000,
             yield messages
 
 
-def unread(bootstrap: str, group: str, topics: Iterable[str], partitions: int, waits: Config = FAST_CONSUMER,
+def unread(bootstrap: str, group: str, topics: Iterable[str], partitions: int, waits: Config,
            timeout: float = 30, enough: int | None = None) -> int:
     """How many events of `topics` lie past `group`'s committed offsets, counted by reading them to the end; or,
     with `enough`, as soon as that many are counted (a log still growing mid-sale may have no end to reach in time),
     or as many as were counted when `timeout` ran out: the caller asked "at least `enough`?", and this answers no.
 
-    This client only assigns itself the partitions, so it neither joins the group nor commits anything.
+    This client only assigns itself the partitions, so it neither joins the group nor commits anything. `waits`:
+    the broker's (`BrokerProfile.reading`). A 5 ms fetch wait against durable tansu holding 8,000 events, 150 more
+    arriving a second, counted 7 events in 10 s; its profile's 100 ms counted 77 in 0.3 s (2026-12-07).
     """
     reader = consumer(bootstrap, group, waits, **{"enable.partition.eof": True})
     counted = 0
