@@ -44,6 +44,16 @@ def sale_under_way(stack, prefix: str, buyers: int = 600, rate: float = 150, dow
     return sale, wired, running
 
 
+def backlog_of(stack, group: str, topic: str, at_least: int) -> bool:
+    """Whether `group` has `at_least` events of `topic` left unread, within 30 s: read as the broker's consumers
+    wait (`reading`), each read given 10 s, and a slow one tried again with a fresh reader. Read with a 5 ms fetch
+    wait, durable tansu holding the whole suite's events answered a few of them in 30 s (CI, 2026-12-07, twice;
+    measured on 8,000 events with 150 a second arriving: 7 in 10 s, against 77 in 0.3 s with its 100 ms)."""
+    wired = stack.wired()
+    return wait_for(lambda: kafka.unread(wired.kafka_bootstrap_servers, group, [topic], wired.partitions,
+                                         stack.profile.reading, timeout=10, enough=at_least) >= at_least, timeout=30)
+
+
 def settled_and_sound(stack, sale, wired, buyers) -> None:
     buyers.join()
     assert set(buyers.statuses()) <= {202, 409, 503, 0}, buyers.statuses()  # never a 500
@@ -72,20 +82,12 @@ def test_redis_killed_mid_sale_comes_back_with_the_sale_from_its_append_only_fil
 def test_redis_with_a_lost_disk_gets_the_sale_rebuilt_from_postgres(mended):
     # Put decisions in flight, the window the rebuild must respect: inventory decides a backlog of saved orders
     # while orders is down, so the table knows none of them yet. Inventory is down from the first buyer, so its
-    # backlog is the sale, whatever the sale's pace. The backlog is counted as the broker's consumers wait: read
-    # with a 5 ms fetch wait, durable tansu holding the whole suite's events answered a few of them in 30 s (CI,
-    # 2026-12-07, twice; measured on 8,000 events with 150 a second arriving: 7 in 10 s, against 77 in 0.3 s
-    # with its profile's 100 ms).
+    # backlog is the sale, whatever the sale's pace.
     sale, wired, buyers = sale_under_way(mended, "redis-lost", buyers=900, down=("inventory",))
-    assert wait_for(lambda: kafka.unread(wired.kafka_bootstrap_servers, "inventory", [ORDER_EVENTS],
-                                         wired.partitions, mended.profile.reading, timeout=10, enough=60) >= 60,
-                    timeout=30)
+    assert backlog_of(mended, "inventory", ORDER_EVENTS, at_least=60)
     assert mended.kill("orders")
     mended.up(services=("inventory",))
-    assert wait_for(lambda: kafka.unread(wired.kafka_bootstrap_servers, "orders", [INVENTORY_EVENTS],
-                                         wired.partitions, mended.profile.reading, timeout=10, enough=30) >= 30,
-                    timeout=30), \
-        "inventory decided nothing"
+    assert backlog_of(mended, "orders", INVENTORY_EVENTS, at_least=30), "inventory decided nothing"
     assert mended.kill("redis")
     shutil.rmtree(mended.home / "redis")  # the append-only file, gone with the disk
     TALLY.injections.update(["inventory", "orders", "redis (disk lost)"])
