@@ -63,6 +63,10 @@ class BrokerProfile:
     # wedges under churn (measured; README, "Consumer groups, and tansu"), instance i of n owns p % n == i.
     groups: bool
     producer: Config  # how an acknowledged event is stored once
+    # An idle consumer sleeps, its partitions paused, until a producer of the stack rings (adapters/kafka/doze.py):
+    # tansu answers each fetch after its whole wait, so idle consumers kept it busy; Apache Kafka holds a fetch
+    # until an event comes (a long poll), so its consumers wait in the fetch itself.
+    dozes: bool
     forgets_on_restart: bool  # memory storage: it comes back empty, and knows no producer or group of before
     compiles: bool  # a JVM compiles its code as it runs: a benchmark warms it up with the load it measures
     promise: str = ""  # what a crash of the broker costs, in one sentence: `flashsale up` prints it
@@ -83,13 +87,14 @@ KEEPS_ON_DISK = "Apache Kafka, its log on disk: a crash of the broker (kill -9) 
 def _tansu(name: str, storage: Literal["memory", "s3"], waiting: Config, producer: Config) -> BrokerProfile:
     memory = storage == "memory"
     return BrokerProfile(name, "tansu", "tansu", storage, 1, waiting, reading=waiting, groups=False,
-                         producer=producer, forgets_on_restart=memory, compiles=False,
+                         producer=producer, dozes=True, forgets_on_restart=memory, compiles=False,
                          promise=FORGETS if memory else KEEPS_ON_S3)
 
 
 def _kafka(name: str, engine: Literal["kafka"] | None, nodes: int) -> BrokerProfile:
     return BrokerProfile(name, "kafka", engine, "disk", nodes, LONG_POLL, reading=FAST_CONSUMER, groups=True,
-                         producer=IDEMPOTENT, forgets_on_restart=False, compiles=True, promise=KEEPS_ON_DISK)
+                         producer=IDEMPOTENT, dozes=False, forgets_on_restart=False, compiles=True,
+                         promise=KEEPS_ON_DISK)
 
 
 PROFILES = {profile.name: profile for profile in (

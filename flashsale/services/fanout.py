@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, Message, TopicPartition
+from confluent_kafka import OFFSET_END, TIMESTAMP_NOT_AVAILABLE, Consumer, Message, TopicPartition
 
 from flashsale.adapters import kafka
 from flashsale.adapters.gaps import GapGuard
@@ -70,8 +70,10 @@ class Fanout:
     """Reads notification.events on the server's own event loop: no thread to fight the server for the GIL while
     messages come; after a quiet second, one thread waits for the next, so an idle gateway sleeps."""
 
-    def __init__(self, bootstrap: str, partitions: int, waits: Config = FAST_CONSUMER):
+    def __init__(self, bootstrap: str, partitions: int, waits: Config = FAST_CONSUMER,
+                 dozing: kafka.Dozing | None = None):
         self.bootstrap, self.partitions, self.waits = bootstrap, partitions, waits  # waits: the broker profile's
+        self.dozing = dozing  # where idle fetches are dear (tansu), it sleeps while the stack is quiet
         self.by_user: dict[str | None, set[Subscriber]] = defaultdict(set)  # None: those who watch every order
         self.newest_stock: dict[str, str] = {}  # productId -> the newest figure not yet broadcast
         self._broadcast_due, self._last_broadcast = False, 0.0
@@ -99,6 +101,8 @@ class Fanout:
         consumer = kafka.consumer(self.bootstrap, f"gateway-fanout-{uuid.uuid4()}", self.waits)
         consumer.assign([TopicPartition(NOTIFICATION_EVENTS, p, OFFSET_END) for p in range(self.partitions)])
         gaps = GapGuard()  # each partition starts at its first message, wherever OFFSET_END put it
+        if self.dozing is not None:
+            self.dozing.follow(gaps.next)
         waiter = ThreadPoolExecutor(1, thread_name_prefix="fanout-wait")  # the quiet wait's one thread
         loop, heard = asyncio.get_running_loop(), time.monotonic()
         try:
@@ -106,9 +110,12 @@ class Fanout:
                 if time.monotonic() - heard < QUIET_S:
                     messages = consumer.consume(500, timeout=0)  # only what the client already fetched: no wait
                 else:  # quiet: wait in librdkafka, off the loop, and wake for the first message
-                    messages = await loop.run_in_executor(waiter, consumer.consume, 1, QUIET_WAIT_S)
+                    messages = await loop.run_in_executor(waiter, self._wait, consumer)
                     messages += consumer.consume(499, timeout=0) if messages else []
-                heard = time.monotonic() if messages else heard
+                if messages:
+                    heard = time.monotonic()
+                    if self.dozing is not None:
+                        self.dozing.heard()
                 for message in gaps.admit(consumer, [m for m in messages if not m.error()]):
                     if self.by_user and _is_news(message, started_ms):  # nobody listening: nothing to parse
                         self._deliver(message.value())
@@ -116,6 +123,14 @@ class Fanout:
         finally:
             waiter.shutdown(wait=True)  # a wait in flight ends within QUIET_WAIT_S: only then may the client close
             consumer.close()
+            if self.dozing is not None:
+                self.dozing.close()
+
+    def _wait(self, consumer: Consumer) -> list[Message]:
+        """The quiet wait, in the waiter thread: for the first message, or asleep until the stack rings."""
+        if self.dozing is not None:
+            return self.dozing.consume(consumer, QUIET_WAIT_S)
+        return consumer.consume(1, timeout=QUIET_WAIT_S)
 
     def _deliver(self, raw: bytes | None) -> None:
         if raw is None:

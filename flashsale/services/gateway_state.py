@@ -62,9 +62,10 @@ async def lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[dict[str, 
     profile = choose(settings)
     producer = kafka.reliable_producer(settings.kafka_bootstrap_servers, profile.producer,
                                        **{"linger.ms": 5, "error_cb": background.kafka_errors("kafka producer")})
-    publisher = kafka.AsyncPublisher(producer)
+    publisher = kafka.AsyncPublisher(producer, kafka.Bell.at(settings.redis_url) if profile.dozes else None)
     background.watch("delivery-report poller", publisher.poller)
-    fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions, profile.waiting)
+    fanout = Fanout(settings.kafka_bootstrap_servers, settings.partitions, profile.waiting,
+                    kafka.Dozing.at(settings.redis_url) if profile.dozes else None)
     background.watch("fan-out of notification.events", fanout.start())
     gateway = Gateway(settings, RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
                       buyer_page_for(settings.product_id), background, redis, sale_and_stock, db, publisher, fanout)

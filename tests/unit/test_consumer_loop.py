@@ -5,6 +5,7 @@ The same loop against a real broker is in tests/integration/test_dead_letters.py
 """
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -188,19 +189,37 @@ def test_a_failing_publish_counts_as_a_failure_and_isolates_no_good_event():
     assert [e.orderId for e in published] == ["a"]  # isolated, it publishes on its own: still no dead letter
 
 
-def test_sigterm_stops_the_loop_after_its_batch_and_the_process_gets_its_own_handler_back():
+def test_sigterm_while_a_batch_is_handled_stops_the_loop_after_that_batch_and_gives_the_handler_back():
     before = signal.getsignal(signal.SIGTERM)
     log, stop = Log(), StopSignal()
 
-    class Terminated(Source):
+    def terminated(events):
+        os.kill(os.getpid(), signal.SIGTERM)  # as `flashsale kill --signal TERM` would
+        return saved(events)
+
+    source = Source(log, StopSignal(), [created("a", 0), created("b", 1)])  # a source that never stops it
+    sink = Sink(log)
+    ConsumerLoop(source, sink, Owner(log), stop, pause_s=0).run([ev.ORDER_EVENTS], terminated)
+    assert stop.stopped and log.of("commit") == [[0, 1]]  # the batch being handled when the signal came is finished
+    assert source.closed and sink.closed
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_sigterm_while_the_loop_waits_for_events_ends_the_wait_at_once_and_commits_nothing_of_it():
+    before = signal.getsignal(signal.SIGTERM)
+    log, stop = Log(), StopSignal()
+
+    class Waiting(Source):
         def next_batch(self):
-            os.kill(os.getpid(), signal.SIGTERM)  # as `flashsale kill --signal TERM` would
+            os.kill(os.getpid(), signal.SIGTERM)  # comes while librdkafka (or the bell) waits
+            time.sleep(5)  # a wait the signal must end
             return super().next_batch()
 
-    source = Terminated(log, StopSignal(), [created("a", 0), created("b", 1)])  # a source that never stops it
-    sink = Sink(log)
+    source, sink = Waiting(log, StopSignal(), [created("a", 0)]), Sink(log)
+    started = time.monotonic()
     ConsumerLoop(source, sink, Owner(log), stop, pause_s=0).run([ev.ORDER_EVENTS], saved)
-    assert stop.stopped and log.of("commit") == [[0, 1]]  # the batch read when the signal came is finished
+    assert time.monotonic() - started < 1
+    assert stop.stopped and log.of("commit") == [] and log.of("publish") == []  # the next owner reads it
     assert source.closed and sink.closed
     assert signal.getsignal(signal.SIGTERM) == before
 

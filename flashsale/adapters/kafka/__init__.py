@@ -3,7 +3,9 @@
 admin    does the broker answer, the topics (created once), the groups' view, reading partitions to their end
 produce  the reliable producer, a publish that waits for the broker, the gateway's asynchronous publisher
 consume  a consumer's configuration, and how a service instance takes its partitions (the broker profile says)
+doze     an idle consumer sleeps until a producer of the stack rings (tansu, whose idle fetches are dear)
 loop     the one consumer loop every service runs: consume, handle, publish, commit
+stopping how a loop stops: a signal sets its stop, and ends a wait for events at once
 
 The notebooks reach them as `kafka.<name>`: `lab.show(kafka.run_consumer)` shows the loop itself.
 """
@@ -36,9 +38,11 @@ from flashsale.adapters.kafka.consume import (
     ownership,
     rewind,
 )
+from flashsale.adapters.kafka.doze import Bell, Dozing
 from flashsale.adapters.kafka.loop import (
     ConsumerLoop,
     FatalConsumerError,
+    Interrupted,
     KafkaSink,
     KafkaSource,
     StopSignal,
@@ -53,7 +57,8 @@ from flashsale.adapters.kafka.produce import AsyncPublisher, delivered_to, flush
 run_consumer = ConsumerLoop.run  # the loop, by the name notebooks 04 and 13 show it under
 
 __all__ = [
-    "CLUSTER_SESSION_MS", "GROUP_MEMBER", "QUIET", "READ_COMMITTED", "TOPIC_CONFIG", "AsyncPublisher", "ConsumerLoop",
+    "CLUSTER_SESSION_MS", "GROUP_MEMBER", "QUIET", "READ_COMMITTED", "TOPIC_CONFIG", "AsyncPublisher", "Bell",
+    "ConsumerLoop", "Dozing", "Interrupted",
     "ExplicitOwnership", "FatalConsumerError", "GroupMembership", "GroupView", "KafkaSink", "KafkaSource", "Member",
     "Membership", "Ownership", "Postponed", "StopSignal", "Timer", "after", "answers", "assign_from_committed",
     "commit_before_revoke", "consumer", "decode_or_dead_letter", "delivered_to", "describe_groups", "ensure_topics",

@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from flashsale.adapters.dead_letters import Record
+from flashsale.adapters.kafka.doze import Bell
 from flashsale.brokers import IDEMPOTENT, Config
 from flashsale.events import Event, Notification
 
@@ -53,8 +54,8 @@ class AsyncPublisher:
     that thread and the switching cost the gateway more than the produce calls themselves.
     """
 
-    def __init__(self, producer: Producer):
-        self.producer = producer
+    def __init__(self, producer: Producer, bell: Bell | None = None):
+        self.producer, self.bell = producer, bell
         self.awaited = 0
         self._wake = asyncio.Event()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
@@ -86,6 +87,8 @@ class AsyncPublisher:
             await asyncio.wait_for(acked, timeout)
         finally:
             self.awaited -= 1
+        if self.bell is not None:  # acknowledged: sleeping consumers may now wake to read it (doze.py)
+            self.bell.ring()
 
     def close(self) -> None:
         """Stop polling; whatever is still unacknowledged was answered 503 (each send awaits its own), so it is
