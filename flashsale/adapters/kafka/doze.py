@@ -16,6 +16,7 @@ awake at it keeps the ring unread, and reads it the moment it falls asleep, whic
 A producer that does not ring (a notebook's own, kcat) is read at the next look, every LOOK_S.
 The bell is a hint, never data: a consumer that cannot hear it (Redis down) stays awake, as before.
 """
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -64,6 +65,7 @@ class Dozing:
     def __init__(self, client: redis.Redis, quiet_s: float = QUIET_S, look_s: float = LOOK_S):
         self.client, self.quiet_s, self.look_s = client, quiet_s, look_s
         self.listening: redis.client.PubSub | None = None
+        self.deaf = False  # said once per outage
         self.awake_until = time.monotonic() + quiet_s
         self.asleep_since: float | None = None
         self.stopped_at: list[TopicPartition] = []
@@ -71,7 +73,8 @@ class Dozing:
 
     @classmethod
     def at(cls, redis_url: str) -> "Dozing":
-        return cls(redis.Redis.from_url(redis_url, socket_connect_timeout=1))
+        return cls(redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1))  # a frozen Redis:
+        # the subscribe fails after 1 s, and the consumer stays awake, rather than wait for it with the loop
 
     def follow(self, reading: Mapping[tuple[str, int], int]) -> "Dozing":
         """Wake where `reading` says each partition goes on: a GapGuard's `next`, which every tansu reader keeps
@@ -103,9 +106,15 @@ class Dozing:
         return messages
 
     def close(self) -> None:
-        if self.listening is not None:
-            self.listening.close()
+        self._stop_listening()
         self.client.close()
+
+    def _stop_listening(self) -> None:
+        """Drop the subscription (its connection may be broken already: nothing to say of it)."""
+        if self.listening is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.listening.close()
+        self.listening = None
 
     def _fall_asleep(self, consumer: Consumer) -> None:
         try:
@@ -113,10 +122,15 @@ class Dozing:
                 self.listening = self.client.pubsub(ignore_subscribe_messages=True)
                 self.listening.subscribe(CHANNEL)
         except redis.RedisError as error:
-            log.warning("cannot hear the bell, staying awake: %s", error)
-            self.listening = None
+            if not self.deaf:
+                log.warning("cannot hear the bell, staying awake until it is back: %s", error)
+            self.deaf = True
+            self._stop_listening()
             self.heard()
             return
+        if self.deaf:
+            log.info("the bell is back: asleep while the stack is quiet")
+            self.deaf = False
         try:
             self.stopped_at = resume_points(consumer, self.reading)
         except KafkaException as error:
@@ -136,7 +150,7 @@ class Dozing:
                 return True
         except redis.RedisError as error:
             log.warning("lost the bell, awake until it is back: %s", error)
-            self.listening = None
+            self._stop_listening()
             return True
         return False if self._until_look() <= 0 else None
 
