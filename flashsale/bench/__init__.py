@@ -39,6 +39,7 @@ from dataclasses import replace
 
 from tqdm.auto import tqdm
 
+from flashsale.adapters import kafka
 from flashsale.bench.e2e import measure
 from flashsale.bench.fanout import measure_fanout
 from flashsale.bench.result import BenchResult, worst
@@ -100,8 +101,10 @@ def run_bench(base: Settings, connections: int = 1000, seconds: int = 5, browser
         cpu_per_order = per_unit_ms(meter.stop(), e2e.accepted)
         steps.update()
         fresh(stack, 0)  # the fan-out warms up with its own load (fanout_warm_up), not orders
-        fanout = measure_fanout(settings.gateway_url, stack.wired().kafka_bootstrap_servers, product, browsers,
-                                rate, seconds, warm_up_s=fanout_warm_up_s)
+        wired = stack.wired()
+        fanout = measure_fanout(settings.gateway_url, wired.kafka_bootstrap_servers, product, browsers, rate, seconds,
+                                warm_up_s=fanout_warm_up_s,
+                                bell=kafka.Bell.at(wired.redis_url) if choose(settings).dozes else None)
         steps.update()
         sale = stack.reset(100, 1)
         race = run_buyers("gateway", settings.gateway_url, 1000, product, progress=False)

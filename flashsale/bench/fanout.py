@@ -1,7 +1,9 @@
 """WebSocket fan-out: 1,000 connected browsers, notifications published at a fixed rate, publish -> receive.
 
 The publisher writes straight onto notification.events, as the notification
-service does, each message stamped with the time it was published:
+service does, each message stamped with the time it was published, and rings the
+stack's bell as that service does (`bell`, where consumers sleep while the stack is
+quiet: adapters/kafka/doze.py; unrung, the gateway heard the first second late):
 - order updates: two per order (PENDING, then the outcome), each for one of the
   1,000 buyers, at `orders_per_s`;
 - stock updates: one every `stock_every_s` for everybody (100 a second: about
@@ -33,7 +35,8 @@ def _read(process: subprocess.Popen[str]) -> str:
 
 
 def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: int, orders_per_s: float,
-                   seconds: float, stock_every_s: float = 0.01, processes: int = 2, warm_up_s: float = 1.0) -> dict:
+                   seconds: float, stock_every_s: float = 0.01, processes: int = 2, warm_up_s: float = 1.0,
+                   bell: kafka.Bell | None = None) -> dict:
     ws_url = gateway_url.replace("http", "ws", 1) + "/ws"
     share = -(-clients // processes)
     browsers = [subprocess.Popen([sys.executable, "-m", "flashsale.bench.browsers", ws_url, str(first),
@@ -44,7 +47,8 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
             assert process.stdout is not None  # stdout=PIPE
             if process.stdout.readline().strip() != "ready":
                 raise RuntimeError("the browsers did not connect")
-        published = publish_at_rate(bootstrap, product_id, clients, orders_per_s, seconds, stock_every_s, warm_up_s)
+        published = publish_at_rate(bootstrap, product_id, clients, orders_per_s, seconds, stock_every_s, warm_up_s,
+                                    bell)
         time.sleep(2)  # the last messages are on their way
         for process in browsers:
             assert process.stdin is not None  # stdin=PIPE
@@ -60,11 +64,12 @@ def measure_fanout(gateway_url: str, bootstrap: str, product_id: str, clients: i
 
 
 def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s: float, seconds: float,
-                    stock_every_s: float, warm_up_s: float = 1.0) -> dict:
+                    stock_every_s: float, warm_up_s: float = 1.0, bell: kafka.Bell | None = None) -> dict:
     # batches as the gateway's producer does
     producer = kafka.reliable_producer(bootstrap, **{"linger.ms": 5})
     producer.produce(ev.NOTIFICATION_EVENTS, b"{}", key="warm-up")  # connected, with a producer id, before the clock
     kafka.flush(producer, 10, "warm-up message")
+    ring = bell.ring if bell is not None else lambda: None  # at most once a second (the bell's own limit)
     counts = dict.fromkeys(KINDS, 0)
     started, orders, next_stock = time.monotonic(), 0, 0.0
     while (elapsed := time.monotonic() - started) < seconds + warm_up_s:
@@ -81,6 +86,7 @@ def publish_at_rate(bootstrap: str, product_id: str, clients: int, orders_per_s:
             counts["stock_update"] += stamp
             next_stock += stock_every_s
         producer.poll(0)
+        ring()
         time.sleep(0.001)
     kafka.flush(producer, 10, "notifications")
     return counts
