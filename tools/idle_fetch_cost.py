@@ -8,21 +8,17 @@ payment.events, from their end) at each `fetch.wait.max.ms` in turn, and with no
 sleeps out its whole wait, the broker's idle cost is its consumers' fetches (docs/benchmarks.md, 2026-12-08).
 """
 import argparse
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import psutil
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from scratch import scratch_stack  # tools/scratch.py
 
 from flashsale import events as ev
 from flashsale.brokers import FAST_CONSUMER
 from flashsale.harness.footprint import components
-from flashsale.settings import Settings
 from flashsale.stack.control import Stack
-from flashsale.stack.processes import free_port
 
 
 def cpu(stack: Stack) -> dict[str, float]:
@@ -47,11 +43,7 @@ def main() -> None:
     parser.add_argument("--waits", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="flashsale-fetch-cost-"))
-    stack = Stack(Settings(home=home, broker=args.broker, gateway_port=free_port(), shop_port=free_port(),
-                           psp_port=free_port()))
-    stack.up(services=())
-    try:
+    with scratch_stack(args.broker, "flashsale-fetch-cost-", services=()) as stack:  # the servers alone
         time.sleep(20)
         measure(stack, "no consumer", args.seconds)
         bootstrap = stack.wired().kafka_bootstrap_servers
@@ -77,10 +69,6 @@ def main() -> None:
                 consumer.close()
             time.sleep(5)
         measure(stack, "no consumer again", args.seconds)
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

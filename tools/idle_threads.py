@@ -10,17 +10,15 @@ removes its home.
 """
 import argparse
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
+from scratch import scratch_stack  # tools/scratch.py
 
 from flashsale.harness.footprint import components, idle_footprint
-from flashsale.settings import Settings
 from flashsale.stack.control import Stack
-from flashsale.stack.processes import family, free_port
+from flashsale.stack.processes import family
 
 Thread = tuple[str, int, int, str]  # component, pid, thread id, thread name
 
@@ -46,18 +44,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60, help="seconds measured")
     parser.add_argument("--threads", type=int, default=20, help="how many of the busiest threads to list")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="flashsale-idle-"))
-    stack = Stack(Settings(home=home, broker=args.broker, gateway_port=free_port(), shop_port=free_port(),
-                           psp_port=free_port()))
-    stack.up()
-    try:
+    with scratch_stack(args.broker, "flashsale-idle-") as stack:
         time.sleep(args.settle)
         before = thread_times(stack)
         footprint = idle_footprint(stack, args.seconds)
         after = thread_times(stack)
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
     print(f"{footprint.idle_cpu_pct}% of a core over {footprint.seconds} s, {footprint.stack_uss_mib} MiB unique")
     for component, pct in sorted(footprint.idle_cpu_pct_by_component.items(), key=lambda item: -item[1]):
         print(f"  {pct:5.2f}%  {component}")

@@ -11,17 +11,13 @@ as the bench's `first_order_after_idle_ms`. Then it takes the stack down and rem
 import argparse
 import asyncio
 import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
+
+from scratch import scratch_stack  # tools/scratch.py
 
 from flashsale.bench.e2e import measure
 from flashsale.harness.footprint import idle_footprint
 from flashsale.harness.load import run_buyers
-from flashsale.settings import Settings
-from flashsale.stack.control import Stack
-from flashsale.stack.processes import free_port
 
 
 def main() -> None:
@@ -32,11 +28,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=30, help="seconds of idle CPU measured")
     parser.add_argument("--orders", type=int, default=4)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="flashsale-wake-"))
-    stack = Stack(Settings(home=home, broker=args.broker, gateway_port=free_port(), shop_port=free_port(),
-                           psp_port=free_port()))
-    stack.up()
-    try:
+    with scratch_stack(args.broker, "flashsale-wake-") as stack:
         wired = stack.wired()
         for _ in range(args.races):
             stack.reset(args.buyers // 3, 1)
@@ -49,10 +41,6 @@ def main() -> None:
             woken = asyncio.run(measure(wired.gateway_url, wired.product_id, rate=1, seconds=1, warm_up_s=0))
             print("first order after a quiet spell:", [round(ms) for ms in woken.latencies_ms] or "never final", "ms")
             time.sleep(8)
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()
